@@ -1,0 +1,3 @@
+from latprof.cli import main
+
+main()

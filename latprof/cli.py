@@ -1,0 +1,426 @@
+"""The typer app: the only place that prints, exits or reads argv.
+
+Heavy imports (torch, pandas, pyarrow) happen inside commands so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from latprof.errors import LatprofError, UsageError
+
+app = typer.Typer(
+    name="latprof",
+    help="Per-layer latency profiles and latency lookup tables for PyTorch models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+FORMATS = ("table", "csv", "json", "markdown", "parquet")
+EXTENSIONS = {
+    ".csv": "csv",
+    ".json": "json",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".parquet": "parquet",
+    ".txt": "table",
+}
+STATE = {"debug": False}
+
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, float16 or bfloat16.")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", help="torch intra-op threads (set before any torch work)."),
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="table, csv, json, markdown or parquet. Default: table on a terminal, CSV on a pipe.",
+    ),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Write to FILE; the format comes from the extension (.csv .json .md .parquet).",
+    ),
+]
+ByOpt = Annotated[str, typer.Option("--by", help="category or layer.")]
+TopOpt = Annotated[int, typer.Option("--top", help="Slowest layers shown on a terminal.")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"latprof: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def errors_as_messages() -> Iterator[None]:
+    """One-line errors and an exit code instead of tracebacks (unless --debug)."""
+    try:
+        yield
+    except LatprofError as exc:
+        if STATE["debug"]:
+            raise
+        fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("latprof: interrupted", err=True)
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        if STATE["debug"]:
+            raise
+        fail(f"unexpected {type(exc).__name__}: {exc} (re-run with --debug for a traceback)", 1)
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """app.command() whose body runs inside errors_as_messages()."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        import functools
+
+        @functools.wraps(fn)
+        def run(*a: Any, **k: Any) -> Any:
+            with errors_as_messages():
+                return fn(*a, **k)
+
+        return app.command(*args, **kwargs)(run)
+
+    return wrap
+
+
+def _version(value: bool) -> None:
+    if value:
+        from latprof._version import __version__
+
+        typer.echo(f"latprof {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    STATE["debug"] = debug
+
+
+# ---------------------------------------------------------------- output plumbing
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def resolve_formats(fmt: str | None, out: Path | None) -> tuple[str | None, str | None]:
+    """(stdout format or None, file format or None), validated before any measuring."""
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r} is unknown; use one of {', '.join(FORMATS)}")
+    if out is None:
+        chosen = fmt or ("table" if stdout_is_terminal() else "csv")
+        if chosen == "parquet":
+            raise UsageError("parquet is a binary format; write it to a file with -o FILE.parquet")
+        return chosen, None
+    from latprof.io.atomic import check_writable
+
+    file_fmt = fmt or EXTENSIONS.get(out.suffix.lower())
+    if file_fmt is None:
+        raise UsageError(
+            f"-o {out}: unknown extension {out.suffix or '(none)'!r}; use .csv, .json, .md or "
+            ".parquet, or name the format with --format"
+        )
+    check_writable(out)
+    return ("table" if stdout_is_terminal() else None), file_fmt
+
+
+def console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+class ProgressView:
+    """Progress bar on stderr, shown only once a run has taken more than a second."""
+
+    def __init__(self, description: str, delay_s: float = 1.0) -> None:
+        self.description = description
+        self.delay_s = delay_s
+        self.started = time.monotonic()
+        self.progress: Any = None
+        self.task: Any = None
+        self.enabled = sys.stderr.isatty()
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.progress is None:
+            if time.monotonic() - self.started < self.delay_s:
+                return
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=console(stderr=True),
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(self.description, total=total)
+        self.progress.update(
+            self.task, completed=done, total=total, description=f"{self.description} ({phase})"
+        )
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def print_notices(notices: list[Any]) -> None:
+    from latprof.render.terminal import notice_text
+
+    err = console(stderr=True)
+    for n in notices:
+        err.print(notice_text(n))
+
+
+def render_profile(prof: Any, fmt: str, by: str, top: int) -> str | Any:
+    """A profile as text in `fmt` (or a rich renderable for 'table')."""
+    from latprof.io.profile_file import dumps_json
+    from latprof.render import text
+    from latprof.render.terminal import profile_view
+
+    if fmt == "table":
+        return profile_view(prof, by=by, top=top)
+    if fmt == "json":
+        return dumps_json(prof)
+    rows = prof.layer_rows() if by == "layer" else prof.category_rows()
+    return text.to_csv(rows) if fmt == "csv" else text.to_markdown(rows)
+
+
+def write_profile(prof: Any, path: Path, fmt: str, by: str, top: int) -> None:
+    from latprof.io import profile_file
+    from latprof.io.atomic import write_text
+
+    if fmt == "parquet":
+        profile_file.save_parquet(prof, path)
+        return
+    rendered = render_profile(prof, fmt, by, top)
+    if not isinstance(rendered, str):
+        rendered = plain_text(rendered)
+    write_text(path, rendered)
+
+
+def plain_text(renderable: Any) -> str:
+    from rich.console import Console
+
+    c = Console(record=True, width=140, file=open("/dev/null", "w"))  # noqa: SIM115
+    c.print(renderable)
+    return c.export_text()
+
+
+def emit_profile(
+    prof: Any, stdout_fmt: str | None, file_fmt: str | None, out: Path | None, by: str, top: int
+) -> None:
+    if out is not None and file_fmt is not None:
+        write_profile(prof, out, file_fmt, by, top)
+    if stdout_fmt == "table":
+        console().print(render_profile(prof, "table", by, top))
+        print_notices(prof.notices)
+    elif stdout_fmt is not None:
+        sys.stdout.write(render_profile(prof, stdout_fmt, by, top))
+        if prof.notices and sys.stderr.isatty():
+            print_notices(prof.notices)
+    if out is not None:
+        typer.echo(f"latprof: wrote {out}", err=True)
+
+
+def check_by(by: str) -> None:
+    if by not in ("category", "layer"):
+        raise UsageError(f"--by {by!r} is unknown; use category or layer")
+
+
+# ---------------------------------------------------------------- commands
+
+
+@command("profile")
+def profile_cmd(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="path/model.py[:NAME], zoo:NAME (see `latprof zoo`) or torchvision:NAME."
+        ),
+    ],
+    input_shape: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input-shape",
+            help="Input tensor shape, e.g. 1,3,224,224; repeat for several "
+            "inputs. Overrides the model's own.",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", help="Override the batch dimension of every input."),
+    ] = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    threads: ThreadsOpt = None,
+    warmup: Annotated[int, typer.Option("--warmup", help="Warm-up passes, never sampled.")] = 10,
+    trials: Annotated[
+        int, typer.Option("--trials", help="Timed passes (each with and without hooks).")
+    ] = 20,
+    by: ByOpt = "category",
+    fmt: FormatOpt = None,
+    out: OutOpt = None,
+    top: TopOpt = 10,
+) -> None:
+    """Time every leaf layer of MODEL; aggregate per layer category."""
+    from latprof.config import ProfileConfig, parse_shape
+
+    check_by(by)
+    shapes = [parse_shape(s) for s in input_shape or []]
+    config = ProfileConfig(
+        device=device, dtype=dtype, threads=threads, warmup=warmup, trials=trials
+    )
+    if batch_size is not None and batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if top < 0:
+        raise UsageError(f"--top must be 0 or more, got {top}")
+    stdout_fmt, file_fmt = resolve_formats(fmt, out)
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    from latprof.loading import load_model
+    from latprof.profiler import check_device, profile
+
+    check_device(config.device)
+    loaded = load_model(model, shapes, batch_size)
+    view = ProgressView(f"profiling {model}")
+    try:
+        prof = profile(
+            loaded.module, loaded.args, loaded.kwargs, config, name=loaded.name, progress=view
+        )
+    finally:
+        view.close()
+    emit_profile(prof, stdout_fmt, file_fmt, out, by, top)
+
+
+@command("report")
+def report_cmd(
+    file: Annotated[Path, typer.Argument(help="A profile saved as .parquet or .json.")],
+    by: ByOpt = "category",
+    fmt: FormatOpt = None,
+    out: OutOpt = None,
+    top: TopOpt = 10,
+) -> None:
+    """Render a saved profile again, in any format."""
+    from latprof.io import profile_file
+
+    check_by(by)
+    stdout_fmt, file_fmt = resolve_formats(fmt, out)
+    prof = profile_file.load(file)
+    emit_profile(prof, stdout_fmt, file_fmt, out, by, top)
+
+
+@command("zoo")
+def zoo_cmd(fmt: FormatOpt = None) -> None:
+    """List the built-in models (MODEL = zoo:NAME)."""
+    from latprof.zoo import ZOO
+
+    rows = [
+        {
+            "name": f"zoo:{e.name}",
+            "input_shape": ",".join(map(str, e.input_shape)),
+            "description": e.description,
+        }
+        for e in ZOO.values()
+    ]
+    emit_rows(rows, fmt, "Built-in models")
+
+
+def emit_rows(rows: list[dict[str, Any]], fmt: str | None, title: str) -> None:
+    """Flat rows to stdout: a rich table on a terminal, CSV on a pipe, or `fmt`."""
+    from latprof.render import text
+
+    fmt = fmt or ("table" if stdout_is_terminal() else "csv")
+    if fmt == "table":
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left")
+        for col in rows[0] if rows else []:
+            table.add_column(col)
+        for r in rows:
+            table.add_row(*(text.cell(v) for v in r.values()))
+        console().print(table)
+    elif fmt == "csv":
+        sys.stdout.write(text.to_csv(rows))
+    elif fmt == "markdown":
+        sys.stdout.write(text.to_markdown(rows))
+    elif fmt == "json":
+        import json
+
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        raise UsageError(
+            f"--format {fmt!r} is not available here; use table, csv, markdown or json"
+        )
+
+
+@command("env")
+def env_cmd(device: DeviceOpt = "cpu", threads: ThreadsOpt = None, fmt: FormatOpt = None) -> None:
+    """Print the measuring environment, as recorded in every output file."""
+    import torch
+
+    from latprof.config import parse_device
+    from latprof.env import capture
+    from latprof.profiler import check_device
+
+    dev = parse_device(device)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    check_device(dev)
+    data = capture(dev).to_dict()
+    cuda = data.pop("cuda")
+    data.update({f"cuda.{k}": v for k, v in cuda.items()})
+    rows = [{"key": k, "value": v} for k, v in data.items()]
+    if fmt == "json":
+        import json
+
+        sys.stdout.write(json.dumps(dict(data), indent=2) + "\n")
+    else:
+        emit_rows(rows, fmt, "Measuring environment")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""ProfileConfig: the frozen, validated input of a measurement."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from latprof.errors import UsageError
+
+DTYPES = ("float32", "float16", "bfloat16")
+_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """How to measure: device, dtype, threads, warm-up, trials."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    threads: int | None = None
+    warmup: int = 10
+    trials: int = 20
+    calibrate_bias: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device", parse_device(self.device))
+        if self.dtype not in DTYPES:
+            raise UsageError(
+                f"--dtype {self.dtype!r} is not supported; use one of {', '.join(DTYPES)}"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {self.threads}")
+        if self.warmup < 1:
+            raise UsageError(
+                f"--warmup must be at least 1 (the first pass is never a sample), got {self.warmup}"
+            )
+        if self.trials < 1:
+            raise UsageError(f"--trials must be at least 1, got {self.trials}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProfileConfig:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def parse_device(text: str) -> str:
+    """Normalise a device string: 'cpu', 'cuda' or 'cuda:N'."""
+    value = text.strip().lower()
+    if not _DEVICE_RE.match(value):
+        raise UsageError(f"unknown device {text!r}; use cpu, cuda or cuda:N")
+    return value
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """Parse '1,3,224,224' (or '1x3x224x224') into a shape tuple."""
+    parts = re.split(r"\s*[,x×]\s*", text.strip())
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise UsageError(
+            f"--input-shape {text!r} is not a shape; write comma-separated sizes like 1,3,224,224"
+        ) from None
+    if not shape or any(d < 1 for d in shape):
+        raise UsageError(f"--input-shape {text!r} needs positive sizes, e.g. 1,3,224,224")
+    return shape

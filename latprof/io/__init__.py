@@ -1,0 +1,1 @@
+"""Readers and writers: one schema source per file format."""

@@ -1,0 +1,193 @@
+"""The profile file schema (JSON and Parquet), in one place.
+
+Parquet: one row per leaf layer with its raw samples; everything else (config, environment,
+end-to-end samples, notices) as JSON in the schema metadata under key `latprof`.
+JSON: the same metadata object plus `layers` (the same rows) and derived tables.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from latprof.config import ProfileConfig
+from latprof.env import Environment
+from latprof.errors import FileFormatError
+from latprof.io.atomic import write_text, write_with
+from latprof.records import LayerRecord, Notice, Profile
+
+KIND = "profile"
+FORMAT_VERSION = 1
+META_KEY = b"latprof"
+
+LAYER_SCHEMA = pa.schema(
+    [
+        ("layer", pa.string()),
+        ("category", pa.string()),
+        ("macs", pa.float64()),
+        ("params", pa.int64()),
+        ("input_shape", pa.string()),
+        ("output_shape", pa.string()),
+        ("samples_us", pa.list_(pa.float64())),
+        ("call_samples", pa.list_(pa.int64())),
+        # derived, for readers that don't load latprof
+        ("calls", pa.float64()),
+        ("time_us", pa.float64()),
+        ("time_us_median", pa.float64()),
+        ("time_us_std", pa.float64()),
+        ("time_us_min", pa.float64()),
+        ("time_us_iqr", pa.float64()),
+        ("n", pa.int64()),
+        ("outliers", pa.int64()),
+    ]
+)
+_STORED = (
+    "layer",
+    "category",
+    "macs",
+    "params",
+    "input_shape",
+    "output_shape",
+    "samples_us",
+    "call_samples",
+)
+
+
+def _meta(p: Profile) -> dict[str, Any]:
+    return {
+        "kind": KIND,
+        "format_version": FORMAT_VERSION,
+        "model": p.model,
+        "input_shapes": p.input_shapes,
+        "config": p.config.to_dict(),
+        "environment": p.environment.to_dict(),
+        "e2e_us": p.e2e_us,
+        "hooked_us": p.hooked_us,
+        "bias_us": p.bias_us,
+        "notices": [n.to_dict() for n in p.notices],
+    }
+
+
+def _layer_dicts(p: Profile) -> list[dict[str, Any]]:
+    rows = []
+    for layer, derived in zip(p.layers, p.layer_rows(), strict=True):
+        row = {k: derived[k] for k in LAYER_SCHEMA.names if k in derived}
+        row.update(layer=layer.name, samples_us=layer.samples_us, call_samples=layer.call_samples)
+        rows.append(row)
+    return rows
+
+
+def _from_parts(meta: dict[str, Any], rows: list[dict[str, Any]], source: str) -> Profile:
+    if meta.get("kind") != KIND:
+        raise FileFormatError(
+            f"{source} holds a latprof {meta.get('kind', 'unknown')!r} file, not a profile"
+        )
+    try:
+        layers = [
+            LayerRecord(
+                name=r["layer"],
+                category=r["category"],
+                macs=None if r["macs"] is None or r["macs"] != r["macs"] else float(r["macs"]),
+                params=int(r["params"]),
+                input_shape=r["input_shape"],
+                output_shape=r["output_shape"],
+                samples_us=[float(x) for x in r["samples_us"]],
+                call_samples=[int(x) for x in r["call_samples"]],
+            )
+            for r in rows
+        ]
+        return Profile(
+            model=meta["model"],
+            input_shapes=list(meta["input_shapes"]),
+            config=ProfileConfig.from_dict(meta["config"]),
+            environment=Environment.from_dict(meta["environment"]),
+            layers=layers,
+            e2e_us=[float(x) for x in meta["e2e_us"]],
+            hooked_us=[float(x) for x in meta["hooked_us"]],
+            bias_us=float(meta["bias_us"]),
+            notices=[Notice(**n) for n in meta.get("notices", [])],
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FileFormatError(f"{source} is not a valid latprof profile (missing {exc})") from exc
+
+
+def to_json_dict(p: Profile) -> dict[str, Any]:
+    s = p.summary
+    return {
+        **_meta(p),
+        "summary": {
+            "e2e_us": s.e2e.to_dict(),
+            "leaf_sum_us": s.leaf_sum_us,
+            "unattributed_us": s.unattributed_us,
+            "hook_overhead_us": s.overhead_us,
+            "hook_overhead_per_call_us": s.overhead_per_call_us,
+            "calls_per_pass": s.calls_per_pass,
+        },
+        "categories": p.category_rows(),
+        "layers": _layer_dicts(p),
+    }
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def dumps_json(p: Profile) -> str:
+    return json.dumps(_nan_to_none(to_json_dict(p)), indent=2, ensure_ascii=False) + "\n"
+
+
+def save_json(p: Profile, path: Path) -> None:
+    write_text(path, dumps_json(p))
+
+
+def save_parquet(p: Profile, path: Path) -> None:
+    table = pa.Table.from_pylist(_layer_dicts(p), schema=LAYER_SCHEMA)
+    table = table.replace_schema_metadata({META_KEY: json.dumps(_meta(p)).encode()})
+    write_with(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def read_parquet_meta(path: Path) -> dict[str, Any]:
+    """The `latprof` metadata object of any latprof Parquet file."""
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise FileFormatError(f"{path} is not a readable Parquet file ({exc})") from exc
+    raw = (schema.metadata or {}).get(META_KEY)
+    if raw is None:
+        raise FileFormatError(
+            f"{path} is a Parquet file but not a latprof one (no 'latprof' metadata)"
+        )
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(f"{path}: the 'latprof' metadata is corrupt ({exc})") from exc
+
+
+def load(path: Path) -> Profile:
+    """Load a profile saved as .parquet or .json."""
+    path = Path(path)
+    if not path.exists():
+        raise FileFormatError(f"{path} does not exist")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FileFormatError(f"{path} is not valid JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise FileFormatError(f"{path} is not a latprof profile")
+        return _from_parts(data, data.get("layers", []), str(path))
+    if path.suffix == ".parquet":
+        meta = read_parquet_meta(path)
+        rows = pq.read_table(path, columns=list(_STORED)).to_pylist()
+        return _from_parts(meta, rows, str(path))
+    raise FileFormatError(f"{path}: unknown extension {path.suffix!r}; expected .parquet or .json")

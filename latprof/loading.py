@@ -1,0 +1,243 @@
+"""MODEL spec -> (nn.Module, example inputs): path/model.py[:NAME], zoo:NAME, torchvision:NAME."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from latprof.errors import ModelLoadError, UsageError
+
+FACTORY = "build_model"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to profile: the module, its inputs and a display name."""
+
+    name: str
+    module: Any  # nn.Module
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def load_model(
+    spec: str,
+    input_shapes: Sequence[tuple[int, ...]] | None = None,
+    batch_size: int | None = None,
+) -> LoadedModel:
+    """Resolve a MODEL spec; `input_shapes` override the model's own inputs."""
+    if batch_size is not None and batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if spec.startswith("zoo:"):
+        from latprof.zoo import get_entry
+
+        entry = get_entry(spec[4:])
+        module, shapes, example = entry.build(), [entry.input_shape], None
+    elif spec.startswith("torchvision:"):
+        module = _from_torchvision(spec[len("torchvision:") :])
+        shapes, example = [(1, 3, 224, 224)], None
+    else:
+        module, shapes, example = _from_file(spec)
+    import torch
+
+    if input_shapes:
+        args: tuple = tuple(torch.randn(*s) for s in input_shapes)
+        kwargs: dict[str, Any] = {}
+    elif example is not None:
+        args, kwargs = _split_example(example, spec)
+    elif shapes:
+        args, kwargs = tuple(torch.randn(*s) for s in shapes), {}
+    else:
+        raise UsageError(
+            f"no input for {spec}: pass --input-shape 1,3,224,224 or define "
+            "example_input / input_shape in the model file"
+        )
+    if batch_size is not None:
+        args = tuple(_rebatch(a, batch_size) for a in args)
+        kwargs = {k: _rebatch(v, batch_size) for k, v in kwargs.items()}
+    return LoadedModel(spec, module, args, kwargs)
+
+
+def _rebatch(value: Any, batch: int) -> Any:
+    import torch
+
+    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] != batch:
+        return value[torch.arange(batch) % value.shape[0]].clone()
+    return value
+
+
+def _split_example(example: Any, spec: str) -> tuple[tuple, dict[str, Any]]:
+    import torch
+
+    if isinstance(example, torch.Tensor):
+        return (example,), {}
+    if isinstance(example, dict):
+        return (), dict(example)
+    if isinstance(example, (tuple, list)):
+        return tuple(example), {}
+    raise ModelLoadError(
+        f"{spec}: example_input must be a tensor, a tuple of tensors or a dict of keyword "
+        f"inputs, got {type(example).__name__}"
+    )
+
+
+def _from_torchvision(name: str) -> Any:
+    try:
+        import torchvision
+    except ImportError:
+        raise ModelLoadError(
+            f"torchvision:{name} needs torchvision, which is not installed; install a "
+            "torchvision that matches your torch (see README, 'torchvision models')"
+        ) from None
+    try:
+        return torchvision.models.get_model(name, weights=None)
+    except ValueError:
+        known = ", ".join(sorted(torchvision.models.list_models())[:8])
+        raise ModelLoadError(
+            f"torchvision has no model {name!r}; e.g. {known}, ... "
+            "(torchvision.models.list_models() lists all)"
+        ) from None
+
+
+def _import_file(path: Path) -> ModuleType:
+    module_name = f"latprof_user_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ModelLoadError(f"{path}: cannot be imported as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise ModelLoadError(
+            f"{path}:{exc.lineno}: syntax error while importing: {exc.msg}"
+        ) from exc
+    except BaseException as exc:  # a model file may raise anything, even SystemExit
+        raise ModelLoadError(
+            f"{_where(exc, path)}: {type(exc).__name__} while importing: {exc}"
+        ) from exc
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+def _where(exc: BaseException, path: Path) -> str:
+    """'file:line' of the deepest frame of the traceback inside `path`."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if Path(frame.filename).resolve() == path.resolve():
+            line = frame.lineno
+    return f"{path}:{line}" if line else str(path)
+
+
+def _from_file(spec: str) -> tuple[Any, list[tuple[int, ...]] | None, Any]:
+    text, sep, name = spec.rpartition(":")
+    if not sep or not name.isidentifier():
+        text, name = spec, ""
+    path = Path(text)
+    if not path.exists():
+        raise ModelLoadError(
+            f"model file {path} does not exist; give a path to a .py file, zoo:NAME "
+            "(see `latprof zoo`) or torchvision:NAME"
+        )
+    if path.is_dir() or path.suffix != ".py":
+        raise ModelLoadError(
+            f"{path} is not a Python file; MODEL must be a .py file, zoo:NAME or torchvision:NAME"
+        )
+    module = _import_file(path)
+    model = _pick_model(module, path, name)
+    shapes = getattr(module, "input_shape", None)
+    if shapes is not None:
+        shapes = (
+            [tuple(shapes)]
+            if all(isinstance(d, int) for d in shapes)
+            else [tuple(s) for s in shapes]
+        )
+    return model, shapes, getattr(module, "example_input", None)
+
+
+def _pick_model(module: ModuleType, path: Path, name: str) -> Any:
+    from torch import nn
+
+    if name:
+        if not hasattr(module, name):
+            raise ModelLoadError(f"{path} has no attribute {name!r}; {_candidates(module, path)}")
+        return _instantiate(getattr(module, name), f"{path}:{name}", path)
+    if hasattr(module, FACTORY):
+        return _instantiate(getattr(module, FACTORY), f"{path}:{FACTORY}", path)
+    instances = {
+        k: v for k, v in vars(module).items() if isinstance(v, nn.Module) and not k.startswith("_")
+    }
+    if "model" in instances:
+        return instances["model"]
+    if len(instances) == 1:
+        return next(iter(instances.values()))
+    classes = _local_classes(module)
+    if not instances and len(classes) == 1:
+        return _instantiate(next(iter(classes.values())), f"{path}:{next(iter(classes))}", path)
+    if not instances and not classes:
+        raise ModelLoadError(
+            f"no model found in {path}: define build_model() returning an nn.Module, a "
+            "module-level nn.Module instance, or name one with MODEL.py:NAME"
+        )
+    raise ModelLoadError(f"{path} is ambiguous: {_candidates(module, path)}")
+
+
+def _local_classes(module: ModuleType) -> dict[str, type]:
+    from torch import nn
+
+    return {
+        k: v
+        for k, v in vars(module).items()
+        if inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == module.__name__
+    }
+
+
+def _candidates(module: ModuleType, path: Path) -> str:
+    from torch import nn
+
+    found = [
+        f"{k} (instance)"
+        for k, v in vars(module).items()
+        if isinstance(v, nn.Module) and not k.startswith("_")
+    ]
+    found += [f"{k} (class)" for k in _local_classes(module)]
+    found += [
+        f"{k} (function)"
+        for k, v in vars(module).items()
+        if inspect.isfunction(v) and v.__module__ == module.__name__
+    ]
+    listed = ", ".join(found) if found else "nothing usable"
+    return f"found {listed}; pick one with {path}:NAME"
+
+
+def _instantiate(obj: Any, label: str, path: Path) -> Any:
+    from torch import nn
+
+    if isinstance(obj, nn.Module):
+        return obj
+    if not callable(obj):
+        raise ModelLoadError(f"{label} is a {type(obj).__name__}, not an nn.Module or a factory")
+    try:
+        result = obj()
+    except TypeError as exc:
+        if "required positional argument" in str(exc) or "missing" in str(exc):
+            raise ModelLoadError(
+                f"{label} needs arguments ({exc}); latprof calls factories with none — "
+                "wrap it in a zero-argument build_model()"
+            ) from exc
+        raise ModelLoadError(f"{_where(exc, path)}: {label}() raised TypeError: {exc}") from exc
+    except Exception as exc:
+        raise ModelLoadError(
+            f"{_where(exc, path)}: {label}() raised {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(result, nn.Module):
+        raise ModelLoadError(f"{label}() returned {type(result).__name__}, not an nn.Module")
+    return result

@@ -1,0 +1,1 @@
+"""Measurement engine: clocks, leaf hooks and the warm-up/trial runner."""

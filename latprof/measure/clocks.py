@@ -1,0 +1,113 @@
+"""Clocks: what a hook reads. CPU wall clock, CUDA events, and a fake clock for tests.
+
+A clock hands out opaque marks with `mark()`; durations are only read after `finish()`,
+which on CUDA synchronises once for the whole pass.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+
+class Clock(Protocol):
+    name: str
+
+    def start_pass(self) -> None: ...
+
+    def mark(self) -> Any: ...
+
+    def finish(self) -> None: ...
+
+    def elapsed_us(self, start: Any, end: Any) -> float: ...
+
+
+class CpuClock:
+    """`time.perf_counter_ns`; marks are integers in nanoseconds."""
+
+    name = "cpu.perf_counter_ns"
+
+    def __init__(self) -> None:
+        self.mark = time.perf_counter_ns
+
+    def start_pass(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+    @staticmethod
+    def elapsed_us(start: int, end: int) -> float:
+        return (end - start) / 1000.0
+
+
+class CudaClock:
+    """CUDA events recorded on the current stream; one synchronisation per pass."""
+
+    name = "cuda.event"
+
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self._torch = torch
+        self._device = device
+        self._pool: list[Any] = []
+        self._next = 0
+
+    def start_pass(self) -> None:
+        self._next = 0
+
+    def mark(self) -> Any:
+        if self._next == len(self._pool):
+            self._pool.append(self._torch.cuda.Event(enable_timing=True))
+        event = self._pool[self._next]
+        self._next += 1
+        event.record()
+        return event
+
+    def finish(self) -> None:
+        if self._next:
+            self._pool[self._next - 1].synchronize()
+
+    @staticmethod
+    def elapsed_us(start: Any, end: Any) -> float:
+        return float(start.elapsed_time(end)) * 1000.0
+
+
+class FakeClock:
+    """Deterministic clock for tests: time moves only when told to.
+
+    Each `mark()` costs `read_cost_ns` (like a real clock read would); test modules call
+    `advance(ns)` inside their forward to simulate work.
+    """
+
+    name = "fake"
+
+    def __init__(self, read_cost_ns: int = 0) -> None:
+        self.now_ns = 0
+        self.read_cost_ns = read_cost_ns
+        self.passes = 0
+
+    def start_pass(self) -> None:
+        self.passes += 1
+
+    def mark(self) -> int:
+        self.now_ns += self.read_cost_ns
+        return self.now_ns
+
+    def advance(self, ns: int) -> None:
+        self.now_ns += ns
+
+    def finish(self) -> None:
+        pass
+
+    @staticmethod
+    def elapsed_us(start: int, end: int) -> float:
+        return (end - start) / 1000.0
+
+
+def clock_for(device: str) -> Clock:
+    """The real clock for a device string ('cpu', 'cuda', 'cuda:N')."""
+    if device == "cpu":
+        return CpuClock()
+    return CudaClock(device)

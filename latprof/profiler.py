@@ -1,0 +1,264 @@
+"""profile(): model + inputs + config -> Profile. Never prints, never exits."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from latprof import env as envmod
+from latprof.config import ProfileConfig
+from latprof.errors import DeviceError, ModelRunError, UsageError
+from latprof.flops import count_layer_costs
+from latprof.measure.clocks import Clock, clock_for
+from latprof.measure.hooks import ROOT_NAME, ShapeProbe, find_leaves, shape_of
+from latprof.measure.runner import Progress, calibrate_bias, run_trials
+from latprof.records import LayerRecord, Notice, Profile
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def check_device(device: str) -> None:
+    """Raise DeviceError when a CUDA device is asked for and not present."""
+    if not device.startswith("cuda"):
+        return
+    if not torch.cuda.is_available():
+        raise DeviceError(
+            f"--device {device}: CUDA is not available here (torch {torch.__version__}); "
+            "use --device cpu, or install a CUDA build of torch (make install TORCH=...)"
+        )
+    index = torch.device(device).index or 0
+    if index >= torch.cuda.device_count():
+        raise DeviceError(
+            f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible; "
+            f"use cuda:0..cuda:{torch.cuda.device_count() - 1}"
+        )
+
+
+def check_model(model: Any) -> None:
+    if type(model).__name__ == "OptimizedModule" or hasattr(model, "_orig_mod"):
+        raise UsageError(
+            "the model is a torch.compile'd module, whose graph has no per-layer hooks; "
+            "profile the original module instead (model._orig_mod)"
+        )
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"expected an nn.Module, got {type(model).__name__}")
+
+
+@contextmanager
+def threads(n: int | None) -> Iterator[None]:
+    """Set torch's intra-op threads for the block, then restore them."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """eval() for the block; every module's training flag restored afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, flag in flags:
+            module.training = flag
+
+
+def _place(value: Any, device: str, dtype: torch.dtype) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device=device, dtype=dtype if value.is_floating_point() else None)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_place(v, device, dtype) for v in value)
+    if isinstance(value, dict):
+        return {k: _place(v, device, dtype) for k, v in value.items()}
+    return value
+
+
+def prepare_model(model: nn.Module, device: str, dtype: torch.dtype) -> nn.Module:
+    """The model itself when already on device/dtype, else a converted deep copy."""
+    tensors = [*model.parameters(), *model.buffers()]
+    target = torch.device(device)
+    same = all(
+        t.device.type == target.type
+        and (target.index is None or t.device.index == target.index)
+        and (not t.is_floating_point() or t.dtype == dtype)
+        for t in tensors
+    )
+    return model if same else copy.deepcopy(model).to(device=device, dtype=dtype)
+
+
+def _run_probe(
+    model: nn.Module, names: list[str], leaves: list[nn.Module], args: tuple, kwargs: dict
+) -> ShapeProbe:
+    probe = ShapeProbe(names, leaves)
+    try:
+        with probe.attached():
+            model(*args, **kwargs)
+    except Exception as exc:  # the user's forward may raise anything
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if probe.failed:
+            name, shape = probe.failed
+            index = names.index(name)
+            raise ModelRunError(
+                f"layer '{name}' ({type(leaves[index]).__name__}) failed on input {shape}: "
+                f"{reason}; check --input-shape"
+            ) from exc
+        where = f" after layer '{probe.last_finished}'" if probe.last_finished else ""
+        raise ModelRunError(
+            f"the model's forward failed outside any leaf layer{where} "
+            f"(inputs {shape_of([*args, *kwargs.values()])}): {reason}; check --input-shape"
+        ) from exc
+    return probe
+
+
+def profile(
+    model: nn.Module,
+    args: tuple = (),
+    kwargs: dict | None = None,
+    config: ProfileConfig | None = None,
+    *,
+    name: str = "model",
+    clock: Clock | None = None,
+    progress: Progress | None = None,
+) -> Profile:
+    """Time every leaf layer of `model` on `args`/`kwargs`; the model is left as found."""
+    config = config or ProfileConfig()
+    kwargs = kwargs or {}
+    check_model(model)
+    check_device(config.device)
+    dtype = DTYPES[config.dtype]
+    with threads(config.threads):
+        model = prepare_model(model, config.device, dtype)
+        args = _place(tuple(args), config.device, dtype)
+        kwargs = _place(kwargs, config.device, dtype)
+        all_leaves = find_leaves(model)
+        names = [n for n, _ in all_leaves]
+        modules = [m for _, m in all_leaves]
+        with eval_mode(model):
+            with torch.inference_mode():
+                probe = _run_probe(model, names, modules, args, kwargs)
+            order = probe.order
+            qualified = {n: ("" if n == ROOT_NAME else n) for n in names}
+            costs = count_layer_costs(
+                model, args, kwargs, leaves=[qualified[names[i]] for i in order]
+            )
+            clock = clock or clock_for(config.device)
+            environment = envmod.capture(config.device)
+            with torch.inference_mode():
+                bias = calibrate_bias(clock, config.device) if config.calibrate_bias else 0.0
+                try:
+                    result = run_trials(
+                        lambda: model(*args, **kwargs),
+                        [modules[i] for i in order],
+                        clock,
+                        config.warmup,
+                        config.trials,
+                        bias,
+                        progress,
+                    )
+                except Exception as exc:
+                    raise ModelRunError(f"the model failed during the timed passes: {exc}") from exc
+    layers = [
+        LayerRecord(
+            name=names[i],
+            category=type(modules[i]).__name__,
+            macs=costs[qualified[names[i]]].macs,
+            params=costs[qualified[names[i]]].params,
+            input_shape=probe.input_shapes[i],
+            output_shape=probe.output_shapes[i],
+            samples_us=result.leaf_time_us[:, j].tolist(),
+            call_samples=result.leaf_calls[:, j].tolist(),
+        )
+        for j, i in enumerate(order)
+    ]
+    result_profile = Profile(
+        model=name,
+        input_shapes=[shape_of(a) for a in [*args, *kwargs.values()]],
+        config=config,
+        environment=environment,
+        layers=layers,
+        e2e_us=result.e2e_us.tolist(),
+        hooked_us=result.hooked_us.tolist(),
+        bias_us=bias,
+    )
+    result_profile.notices.extend(notices_for(result_profile, uncalled=len(names) - len(order)))
+    return result_profile
+
+
+def notices_for(prof: Profile, uncalled: int = 0) -> list[Notice]:
+    """Warnings about the trustworthiness of a profile, each with a hint."""
+    out: list[Notice] = []
+    s = prof.summary
+    if s.e2e.noisy:
+        out.append(
+            Notice(
+                "noisy",
+                f"end-to-end latency is noisy: IQR is {s.e2e.iqr / s.e2e.median:.0%} of the median",
+                "close other programs, pin threads with --threads 1, or raise --trials",
+            )
+        )
+    noisy_layers = [layer.name for layer in prof.layers if layer.stats.noisy]
+    if noisy_layers:
+        out.append(
+            Notice(
+                "noisy-layers",
+                f"{len(noisy_layers)} layer(s) have IQR > 10% of their median "
+                f"(e.g. {', '.join(noisy_layers[:3])})",
+                "raise --trials, or compare time_us_median with time_us in --by layer",
+            )
+        )
+    with_outliers = [layer.name for layer in prof.layers if layer.stats.outliers]
+    if s.e2e.outliers or with_outliers:
+        out.append(
+            Notice(
+                "outliers",
+                f"outlier samples (|x - median| / MAD > 14.8) in end-to-end ({s.e2e.outliers}) "
+                f"and in {len(with_outliers)} layer(s); they are kept in the means",
+                "use the medians, or re-run on a quieter machine",
+            )
+        )
+    uncounted = sorted({layer.category for layer in prof.layers if layer.macs is None})
+    if uncounted:
+        out.append(
+            Notice(
+                "macs-not-counted",
+                f"MACs are not counted for {', '.join(uncounted)} (no counter known); shown empty",
+                "register one with latprof.flops.register_counter(type, fn)",
+            )
+        )
+    if s.unattributed_us < 0 and abs(s.unattributed_us) > s.e2e.iqr:
+        out.append(
+            Notice(
+                "negative-unattributed",
+                f"the leaf sum exceeds end-to-end latency by {-s.unattributed_us:.1f} µs",
+                "the measurement is noisy or the hook bias drifted; raise --trials",
+            )
+        )
+    if len(prof.e2e_us) < 5:
+        out.append(
+            Notice(
+                "few-trials",
+                f"only {len(prof.e2e_us)} trial(s): spread and outlier statistics are rough",
+                "use --trials 10 or more",
+            )
+        )
+    if uncalled:
+        out.append(
+            Notice(
+                "uncalled",
+                f"{uncalled} leaf module(s) were never called in the forward pass; not listed",
+                "",
+            )
+        )
+    return out

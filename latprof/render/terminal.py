@@ -1,0 +1,142 @@
+"""Rich renderables for a profile: category table with bars, slowest layers, summary."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from latprof.records import Notice, Profile
+
+BAR_WIDTH = 24
+
+
+def us(value: float | None) -> str:
+    if value is None or value != value:
+        return "-"
+    return f"{value:,.1f}"
+
+
+def count(value: float | None) -> str:
+    if value is None or value != value:
+        return "not counted"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.2f}{unit}"
+    return f"{value:.0f}"
+
+
+def bar(share: float) -> str:
+    share = max(0.0, min(1.0, share if share == share else 0.0))
+    full = share * BAR_WIDTH
+    return "█" * int(full) + ("▌" if full - int(full) >= 0.5 else "")
+
+
+def header(p: Profile) -> Text:
+    c, e = p.config, p.environment
+    threads = f"{e.intra_op_threads} thread(s)"
+    return Text.assemble(
+        (p.model, "bold"),
+        f"  input {', '.join(p.input_shapes)}  ·  {c.device} ({e.device_name})"
+        f"  ·  {c.dtype}  ·  {threads}  ·  warm-up {c.warmup}, trials {c.trials}",
+    )
+
+
+def category_table(p: Profile) -> Table:
+    table = Table(
+        title="Time per layer category (means over trials, per forward pass)", title_justify="left"
+    )
+    for name, justify in [
+        ("category", "left"),
+        ("calls", "right"),
+        ("time µs", "right"),
+        ("share", "right"),
+        ("", "left"),
+        ("MACs", "right"),
+        ("params", "right"),
+    ]:
+        table.add_column(name, justify=justify)
+    for row in p.category_rows():
+        table.add_row(
+            row["category"],
+            f"{row['calls']:g}",
+            us(row["time_us"]),
+            f"{row['share']:.1%}",
+            bar(row["share"]),
+            count(row["macs"]) if row["layers"] else "",
+            count(row["params"]) if row["layers"] else "",
+            style="dim" if not row["layers"] else None,
+        )
+    return table
+
+
+def layer_table(p: Profile, top: int | None = None) -> Table:
+    rows = p.layer_rows()
+    title = "All layers"
+    if top is not None:
+        rows = sorted(rows, key=lambda r: r["time_us"], reverse=True)[:top]
+        title = f"Slowest {len(rows)} layers"
+    table = Table(title=title, title_justify="left")
+    for name in (
+        "layer",
+        "category",
+        "calls",
+        "time µs",
+        "median µs",
+        "share",
+        "MACs",
+        "input",
+        "output",
+    ):
+        table.add_column(
+            name, justify="left" if name in ("layer", "category", "input", "output") else "right"
+        )
+    for r in rows:
+        table.add_row(
+            r["layer"],
+            r["category"],
+            f"{r['calls']:g}",
+            us(r["time_us"]),
+            us(r["time_us_median"]),
+            f"{r['share']:.1%}",
+            count(r["macs"]),
+            r["input_shape"],
+            r["output_shape"],
+        )
+    return table
+
+
+def summary_line(p: Profile) -> Text:
+    s = p.summary
+    e2e = s.e2e
+    share = s.unattributed_us / e2e.mean if e2e.mean else float("nan")
+    return Text.assemble(
+        ("end-to-end ", "bold"),
+        f"{us(e2e.mean)} µs (median {us(e2e.median)}, IQR {us(e2e.iqr)}, n={e2e.n})  ·  ",
+        ("leaf sum ", "bold"),
+        f"{us(s.leaf_sum_us)} µs  ·  ",
+        ("unattributed ", "bold"),
+        f"{us(s.unattributed_us)} µs ({share:.1%})  ·  ",
+        ("hook overhead ", "bold"),
+        f"{s.overhead_per_call_us:.2f} µs/call "
+        f"({us(s.overhead_us)} µs/pass; bias {s.bias_us:.2f} µs/call subtracted)",
+    )
+
+
+def notice_text(n: Notice) -> Text:
+    text = Text.assemble(("Warning: ", "bold yellow"), n.message)
+    if n.hint:
+        text.append(f"\n  hint: {n.hint}", style="dim")
+    return text
+
+
+def profile_view(p: Profile, by: str = "category", top: int = 10) -> Group:
+    parts = [header(p)]
+    if by == "layer":
+        parts.append(layer_table(p))
+    else:
+        parts.append(category_table(p))
+        if top > 0 and p.layers:
+            parts.append(layer_table(p, top))
+    parts.append(summary_line(p))
+    return Group(*parts)

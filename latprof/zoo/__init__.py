@@ -1,0 +1,68 @@
+"""Built-in models (``zoo:NAME``) and the seed papers' candidate blocks.
+
+Importing this package does not import torch: entries name their factory as
+``"module:function"`` and :meth:`ZooEntry.build` imports it on demand, so listing the zoo
+is instant. The blocks live in :mod:`latprof.zoo.blocks`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from latprof.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["ZOO", "ZooEntry", "get_entry"]
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A built-in model: its name, default input (batch included) and lazy factory."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    description: str
+    factory_path: str
+
+    def build(self) -> nn.Module:
+        """Import ``factory_path`` (``"package.module:function"``) and call it with no args."""
+        module_name, _, attr = self.factory_path.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ModelLoadError(
+                f"zoo model '{self.name}': cannot import {self.factory_path} ({exc})"
+            ) from exc
+        return factory()
+
+
+ZOO: dict[str, ZooEntry] = {
+    entry.name: entry
+    for entry in (
+        ZooEntry(
+            name="cnn",
+            input_shape=(1, 3, 32, 32),
+            description="seed-000 CNN: conv-BN-ReLU stages, max/avg pooling, 3 linear layers",
+            factory_path="latprof.zoo.cnn:build",
+        ),
+        ZooEntry(
+            name="dscnn",
+            input_shape=(1, 3, 64, 64),
+            description="seed-000 DSCNN: MobileNetV2-like, stride-2 stem, 9 MBInvRes ReLU blocks",
+            factory_path="latprof.zoo.dscnn:build",
+        ),
+    )
+}
+
+
+def get_entry(name: str) -> ZooEntry:
+    """Return the zoo entry called ``name``; ``ModelLoadError`` listing known names if none."""
+    try:
+        return ZOO[name]
+    except KeyError:
+        known = ", ".join(sorted(ZOO))
+        raise ModelLoadError(f"unknown zoo model {name!r}; known: {known}") from None
