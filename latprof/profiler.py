@@ -15,7 +15,14 @@ from latprof.config import ProfileConfig
 from latprof.errors import DeviceError, ModelRunError, UsageError
 from latprof.flops import count_layer_costs
 from latprof.measure.clocks import Clock, clock_for
-from latprof.measure.hooks import ROOT_NAME, ShapeProbe, find_leaves, shape_of
+from latprof.measure.hooks import (
+    ROOT_NAME,
+    ShapeProbe,
+    find_leaves,
+    is_scripted,
+    scripted_modules,
+    shape_of,
+)
 from latprof.measure.runner import Progress, calibrate_bias, run_trials
 from latprof.records import LayerRecord, Notice, Profile
 
@@ -47,6 +54,11 @@ def check_model(model: Any) -> None:
         )
     if not isinstance(model, nn.Module):
         raise UsageError(f"expected an nn.Module, got {type(model).__name__}")
+    if is_scripted(model):
+        raise UsageError(
+            "the model is a TorchScript module, which has no per-layer hooks; "
+            "profile the eager nn.Module it was scripted from"
+        )
 
 
 @contextmanager
@@ -193,6 +205,16 @@ def profile(
         bias_us=bias,
     )
     result_profile.notices.extend(notices_for(result_profile, uncalled=len(names) - len(order)))
+    scripted = scripted_modules(model)
+    if scripted:
+        result_profile.notices.append(
+            Notice(
+                "scripted",
+                f"{len(scripted)} TorchScript submodule(s) ({', '.join(scripted[:3])}) cannot be "
+                "instrumented; their time is in (unattributed)",
+                "profile the eager modules they were scripted from",
+            )
+        )
     return result_profile
 
 
@@ -208,24 +230,32 @@ def notices_for(prof: Profile, uncalled: int = 0) -> list[Notice]:
                 "close other programs, pin threads with --threads 1, or raise --trials",
             )
         )
-    noisy_layers = [layer.name for layer in prof.layers if layer.stats.noisy]
+    # layer-level warnings only where they matter: >= 1% of the end-to-end time
+    major = [layer for layer in prof.layers if layer.stats.mean >= 0.01 * s.e2e.mean]
+    noisy_layers = [layer.name for layer in major if layer.stats.noisy]
     if noisy_layers:
         out.append(
             Notice(
                 "noisy-layers",
-                f"{len(noisy_layers)} layer(s) have IQR > 10% of their median "
-                f"(e.g. {', '.join(noisy_layers[:3])})",
+                f"{len(noisy_layers)} layer(s) with >= 1% of the time have IQR > 10% of their "
+                f"median (e.g. {', '.join(noisy_layers[:3])})",
                 "raise --trials, or compare time_us_median with time_us in --by layer",
             )
         )
-    with_outliers = [layer.name for layer in prof.layers if layer.stats.outliers]
-    if s.e2e.outliers or with_outliers:
+    # outliers are common at µs scale; warn when they move a mean by more than 5%
+    skewed = [
+        layer.name
+        for layer in major
+        if layer.stats.outliers and abs(layer.stats.mean / layer.stats.median - 1) > 0.05
+    ]
+    if s.e2e.outliers or skewed:
         out.append(
             Notice(
                 "outliers",
-                f"outlier samples (|x - median| / MAD > 14.8) in end-to-end ({s.e2e.outliers}) "
-                f"and in {len(with_outliers)} layer(s); they are kept in the means",
-                "use the medians, or re-run on a quieter machine",
+                f"outlier samples (|x - median| / MAD > 14.8): {s.e2e.outliers} in end-to-end; "
+                f"{len(skewed)} layer(s) whose mean they move by > 5% "
+                f"{'(e.g. ' + ', '.join(skewed[:3]) + ')' if skewed else ''}; kept in the means",
+                "compare time_us with time_us_median, or re-run on a quieter machine",
             )
         )
     uncounted = sorted({layer.category for layer in prof.layers if layer.macs is None})

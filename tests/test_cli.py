@@ -29,8 +29,7 @@ def test_pipe_default_is_category_csv() -> None:
     result = invoke("profile", GOOD, *FAST)
     assert result.exit_code == 0, result.output
     df = pd.read_csv(io.StringIO(result.stdout))
-    assert list(df.columns) == ["category", "calls", "time_us", "share", "macs", "params",
-                                "layers"]
+    assert list(df.columns) == ["category", "calls", "time_us", "share", "macs", "params", "layers"]
     assert set(df["category"]) == {"Conv2d", "ReLU", "Flatten", "Linear", "(unattributed)"}
     assert df["share"].sum() == pytest.approx(1.0, abs=1e-3)
     conv = df.set_index("category").loc["Conv2d"]
@@ -41,8 +40,18 @@ def test_layer_csv_columns_and_shapes() -> None:
     result = invoke("profile", GOOD, *FAST, "--by", "layer", "--format", "csv")
     assert result.exit_code == 0, result.output
     df = pd.read_csv(io.StringIO(result.stdout))
-    for col in ["layer", "category", "calls", "time_us", "time_us_median", "time_us_std",
-                "macs", "params", "input_shape", "output_shape"]:
+    for col in [
+        "layer",
+        "category",
+        "calls",
+        "time_us",
+        "time_us_median",
+        "time_us_std",
+        "macs",
+        "params",
+        "input_shape",
+        "output_shape",
+    ]:
         assert col in df.columns
     assert df["input_shape"].tolist()[0] == "1x3x8x8"
     assert df["output_shape"].tolist()[-1] == "1x2"
@@ -61,8 +70,7 @@ def test_parquet_round_trip_with_metadata(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     meta = json.loads(pq.read_schema(out).metadata[b"latprof"])
     env = meta["environment"]
-    for key in ("torch", "thop", "latprof", "cpu", "device_name", "intra_op_threads",
-                "timestamp"):
+    for key in ("torch", "thop", "latprof", "cpu", "device_name", "intra_op_threads", "timestamp"):
         assert key in env
     assert env["intra_op_threads"] == 1
     assert meta["config"]["trials"] == 3 and meta["config"]["warmup"] == 1
@@ -104,20 +112,25 @@ def test_zoo_listing() -> None:
 def test_zoo_cnn_has_all_seed_categories() -> None:
     result = invoke("profile", "zoo:cnn", *FAST, "--threads", "1")
     cats = set(pd.read_csv(io.StringIO(result.stdout))["category"])
-    assert {"Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Linear", "Dropout",
-            "AvgPool2d"} <= cats
+    assert {"Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Linear", "Dropout", "AvgPool2d"} <= cats
 
 
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
         (["profile", "missing.py"], 2, "model file missing.py does not exist"),
-        (["profile", str(MODELS / "two_instances.py"), "--input-shape", "1,4"], 2,
-         "ambiguous: found encoder (instance), decoder (instance)"),
+        (
+            ["profile", str(MODELS / "two_instances.py"), "--input-shape", "1,4"],
+            2,
+            "ambiguous: found encoder (instance), decoder (instance)",
+        ),
         (["profile", GOOD, "--input-shape", "1,3,x"], 2, "--input-shape '1,3,x' is not a shape"),
         (["profile", GOOD, "--input-shape", "1,0,8"], 2, "needs positive sizes"),
-        (["profile", GOOD, "--input-shape", "1,5,8,8"], 3,
-         "layer '0' (Conv2d) failed on input 1x5x8x8"),
+        (
+            ["profile", GOOD, "--input-shape", "1,5,8,8"],
+            3,
+            "layer '0' (Conv2d) failed on input 1x5x8x8",
+        ),
         (["profile", GOOD, "--trials", "0"], 2, "--trials must be at least 1"),
         (["profile", GOOD, "--warmup", "-2"], 2, "--warmup must be at least 1"),
         (["profile", GOOD, "--threads", "0"], 2, "--threads must be at least 1"),
@@ -129,8 +142,11 @@ def test_zoo_cnn_has_all_seed_categories() -> None:
         (["profile", GOOD, "-o", "/nonexistent/dir/p.csv"], 2, "folder /nonexistent/dir does not"),
         (["profile", GOOD, "--by", "module"], 2, "--by 'module' is unknown"),
         (["profile", str(MODELS / "compiled.py")], 2, "torch.compile'd module"),
-        (["profile", str(MODELS / "factory_raises.py")], 2,
-         "build_model() raised RuntimeError: weights file missing"),
+        (
+            ["profile", str(MODELS / "factory_raises.py")],
+            2,
+            "build_model() raised RuntimeError: weights file missing",
+        ),
         (["profile", "zoo:nope"], 2, "unknown zoo model 'nope'; known: cnn, dscnn"),
         (["report", "missing.parquet"], 2, "missing.parquet does not exist"),
     ],
@@ -184,13 +200,16 @@ def test_subprocess_exit_code_and_debug_traceback() -> None:
     assert plain.returncode == 2
     assert plain.stderr.strip().splitlines() == [
         "latprof: error: model file missing.py does not exist; give a path to a .py file, "
-        "zoo:NAME (see `latprof zoo`) or torchvision:NAME"]
+        "zoo:NAME (see `latprof zoo`) or torchvision:NAME"
+    ]
     debug = subprocess.run([*cmd[:3], "--debug", *cmd[3:]], capture_output=True, text=True)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
 def test_help_does_not_import_torch() -> None:
-    code = ("import sys; from latprof.cli import app; from typer.testing import CliRunner; "
-            "CliRunner().invoke(app, ['--help']); print('torch' in sys.modules)")
+    code = (
+        "import sys; from latprof.cli import app; from typer.testing import CliRunner; "
+        "CliRunner().invoke(app, ['--help']); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr

@@ -112,7 +112,7 @@ def test_raising_forward_names_layer_and_leaves_model_clean() -> None:
     model = nn.Sequential(nn.Linear(2, 2), Boom())
     model.train()
     keys, flags = snapshot(model)
-    with pytest.raises(ModelRunError, match=r"layer '1' \(Boom\) failed on input 1x2: kaboom"):
+    with pytest.raises(ModelRunError, match=r"layer .1. \(Boom\) failed on input 1x2: kaboom"):
         profile(model, (torch.zeros(1, 2),), config=ProfileConfig(warmup=1, trials=1))
     assert_untouched(model, keys, flags)
 
@@ -160,8 +160,12 @@ def test_keyword_and_multiple_inputs() -> None:
         def forward(self, x: torch.Tensor, *, y: torch.Tensor) -> torch.Tensor:
             return self.a(x) + self.b(y)
 
-    prof = profile(Two(), (torch.ones(2, 3),), {"y": torch.ones(2, 5)},
-                   config=ProfileConfig(warmup=1, trials=2))
+    prof = profile(
+        Two(),
+        (torch.ones(2, 3),),
+        {"y": torch.ones(2, 5)},
+        config=ProfileConfig(warmup=1, trials=2),
+    )
     rows = {r["layer"]: r for r in prof.layer_rows()}
     assert rows["a"]["input_shape"] == "2x3" and rows["b"]["input_shape"] == "2x5"
     assert rows["a"]["macs"] == 2 * 3 * 4
@@ -172,7 +176,7 @@ def test_compiled_model_is_refused() -> None:
     class OptimizedModule(nn.Module):
         pass
 
-    with pytest.raises(UsageError, match="torch.compile"):
+    with pytest.raises(UsageError, match=r"torch\.compile"):
         profile(OptimizedModule(), ())
 
 
@@ -200,7 +204,13 @@ def test_real_clock_end_to_end(tiny_cnn: nn.Module) -> None:
     keys, flags = snapshot(tiny_cnn)
     prof = profile(tiny_cnn, (torch.randn(1, 3, 8, 8),), config=ProfileConfig(warmup=2, trials=3))
     assert [layer.category for layer in prof.layers] == [
-        "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Flatten", "Linear"]
+        "Conv2d",
+        "BatchNorm2d",
+        "ReLU",
+        "MaxPool2d",
+        "Flatten",
+        "Linear",
+    ]
     assert all(layer.stats.n == 3 and layer.stats.min >= 0 for layer in prof.layers)
     assert prof.environment.torch == torch.__version__
     assert prof.layers[0].macs == 8 * 8 * 4 * 3 * 3 * 3
@@ -208,7 +218,28 @@ def test_real_clock_end_to_end(tiny_cnn: nn.Module) -> None:
 
 
 def test_dtype_conversion_does_not_touch_user_model(tiny_cnn: nn.Module) -> None:
-    prof = profile(tiny_cnn, (torch.randn(1, 3, 8, 8),),
-                   config=ProfileConfig(dtype="bfloat16", warmup=1, trials=2))
+    prof = profile(
+        tiny_cnn,
+        (torch.randn(1, 3, 8, 8),),
+        config=ProfileConfig(dtype="bfloat16", warmup=1, trials=2),
+    )
     assert next(tiny_cnn.parameters()).dtype == torch.float32
     assert prof.config.dtype == "bfloat16"
+
+
+def test_instance_forward_is_restored_and_scripted_leaf_is_unattributed() -> None:
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), torch.jit.script(nn.Linear(2, 2)))
+    custom = model[1].forward
+    model[1].forward = custom  # an instance-level forward the user set
+    prof = profile(model, (torch.zeros(1, 2),), config=ProfileConfig(warmup=1, trials=2))
+    assert model[1].__dict__["forward"] is custom
+    assert "forward" not in model[0].__dict__
+    assert [layer.name for layer in prof.layers] == ["0", "1"]
+    assert any(
+        n.kind == "scripted" and "'2'" not in n.message and "2" in n.message for n in prof.notices
+    )
+
+
+def test_torchscript_root_is_refused() -> None:
+    with pytest.raises(UsageError, match="TorchScript"):
+        profile(torch.jit.script(nn.Linear(2, 2)), (torch.zeros(1, 2),))

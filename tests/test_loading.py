@@ -45,8 +45,11 @@ def test_named_attribute() -> None:
 
 
 def test_ambiguous_file_lists_candidates() -> None:
-    with pytest.raises(ModelLoadError, match=r"ambiguous: found encoder \(instance\), "
-                       r"decoder \(instance\); pick one with .*:NAME"):
+    with pytest.raises(
+        ModelLoadError,
+        match=r"ambiguous: found encoder \(instance\), "
+        r"decoder \(instance\); pick one with .*:NAME",
+    ):
         load_model(str(MODELS / "two_instances.py"), [(1, 4)])
 
 
@@ -56,7 +59,7 @@ def test_missing_attribute_lists_candidates() -> None:
 
 
 def test_no_model_in_file() -> None:
-    with pytest.raises(ModelLoadError, match="no model found in .*empty.py: define build_model"):
+    with pytest.raises(ModelLoadError, match=r"no model found in .*empty\.py: define build_model"):
         load_model(str(MODELS / "empty.py"))
 
 
@@ -80,21 +83,27 @@ def test_exception_while_importing_names_line(tmp_path: Path) -> None:
 
 
 def test_factory_that_raises() -> None:
-    with pytest.raises(ModelLoadError, match=r"factory_raises.py:5: .*build_model\(\) raised "
-                       r"RuntimeError: weights file missing"):
+    with pytest.raises(
+        ModelLoadError,
+        match=r"factory_raises.py:5: .*build_model\(\) raised "
+        r"RuntimeError: weights file missing",
+    ):
         load_model(str(MODELS / "factory_raises.py"))
 
 
 def test_factory_needing_arguments(tmp_path: Path) -> None:
-    path = write(tmp_path, "args.py", "from torch import nn\n\ndef build_model(width):\n"
-                 "    return nn.Linear(width, 2)\n")
+    path = write(
+        tmp_path,
+        "args.py",
+        "from torch import nn\n\ndef build_model(width):\n    return nn.Linear(width, 2)\n",
+    )
     with pytest.raises(ModelLoadError, match="needs arguments"):
         load_model(str(path))
 
 
 def test_no_input_known(tmp_path: Path) -> None:
     path = write(tmp_path, "noin.py", "from torch import nn\nmodel = nn.Linear(2, 2)\n")
-    with pytest.raises(UsageError, match="no input .*--input-shape"):
+    with pytest.raises(UsageError, match=r"no input .*--input-shape"):
         load_model(str(path))
 
 

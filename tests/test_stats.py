@@ -43,8 +43,9 @@ def test_category_aggregation_matches_seed_formulas() -> None:
     # 2 trials x 4 leaves; categories A, B, A, C
     times = np.array([[10.0, 1.0, 30.0, 5.0], [20.0, 3.0, 50.0, 5.0]])
     calls = np.array([[1, 2, 1, 1], [1, 2, 1, 1]])
-    rows = aggregate_categories(["A", "B", "A", "C"], times, calls, [100, 7, 200, None],
-                                [3, 0, 4, 1])
+    rows = aggregate_categories(
+        ["A", "B", "A", "C"], times, calls, [100, 7, 200, None], [3, 0, 4, 1]
+    )
     by = {r.category: r for r in rows}
     # r_A = mean(10+30, 20+50) = 55; k_A = mean(2, 2) = 2; m_A = 300
     assert by["A"].time_us == 55.0 and by["A"].calls == 2.0 and by["A"].macs == 300

@@ -1,7 +1,7 @@
-"""Leaf discovery and forward hooks that time every leaf call.
+"""Leaf discovery, and the instrumentation that times or probes every leaf call.
 
-Hooks are registered with `with_kwargs=True` / `always_call=True` and always removed in
-`finally`; nothing is stored on the model.
+Everything is undone in `finally`: hooks removed (registered with `with_kwargs=True` /
+`always_call=True`), shadowed forwards restored; nothing is left on the model.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from latprof.measure.clocks import Clock
@@ -21,14 +22,28 @@ ROOT_NAME = "(model)"
 def find_leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Modules without children, de-duplicated by identity, in registration order.
 
-    A model without any children is itself the only leaf, named `(model)`.
+    A model without any children is itself the only leaf, named `(model)`. TorchScript
+    submodules accept neither hooks nor a new forward: they are left out (their time is
+    unattributed; see `scripted_modules`).
     """
-    leaves = [
+    return [
         (name or ROOT_NAME, module)
         for name, module in model.named_modules()
-        if next(module.children(), None) is None
+        if next(module.children(), None) is None and not is_scripted(module)
     ]
-    return leaves
+
+
+def is_scripted(module: nn.Module) -> bool:
+    return isinstance(module, torch.jit.ScriptModule)
+
+
+def scripted_modules(model: nn.Module) -> list[str]:
+    """Qualified names of outermost TorchScript submodules (not instrumented)."""
+    names: list[str] = []
+    for name, module in model.named_modules():
+        if is_scripted(module) and not any(name.startswith(n + ".") for n in names):
+            names.append(name)
+    return names
 
 
 @contextmanager
@@ -45,32 +60,56 @@ def hooked(pairs: list[tuple[nn.Module, Any, Any]]) -> Iterator[None]:
             handle.remove()
 
 
+@contextmanager
+def wrapped_forwards(pairs: list[tuple[nn.Module, Any]]) -> Iterator[None]:
+    """Shadow each module's `forward` with a wrapper for the block, then restore it exactly.
+
+    Timing through a shadowed forward costs far less per call than forward hooks, which push
+    every call off PyTorch's fast path (see docs/benchmarks.md).
+    """
+    saved: list[tuple[nn.Module, bool, Any]] = []
+    try:
+        for module, make in pairs:
+            had = "forward" in module.__dict__
+            saved.append((module, had, module.__dict__.get("forward")))
+            module.forward = make(module.forward)
+        yield
+    finally:
+        for module, had, previous in reversed(saved):
+            if had:
+                module.forward = previous
+            else:
+                del module.forward
+
+
 class LeafTimer:
-    """Times each call of each leaf with a clock; one list of (leaf, start, end) per pass."""
+    """Times each call of each leaf with a clock; one list of (leaf, start, end) per pass.
+
+    Leaves are timed through a shadowed `forward` (cheapest per call).
+    """
 
     def __init__(self, leaves: list[nn.Module], clock: Clock) -> None:
         self.leaves = leaves
         self.clock = clock
         self.calls: list[tuple[int, Any, Any]] = []
 
-    def _hooks(self, index: int) -> tuple[Any, Any]:
-        mark = self.clock.mark
-        stack: list[Any] = []
-        push, pop, record = stack.append, stack.pop, self.calls.append
+    def _wrapper(self, index: int) -> Any:
+        mark, record = self.clock.mark, self.calls.append
 
-        def pre(_module: nn.Module, _args: Any, _kwargs: Any) -> None:
-            push(mark())
+        def make(forward: Any) -> Any:
+            def timed(*args: Any, **kwargs: Any) -> Any:
+                start = mark()
+                out = forward(*args, **kwargs)
+                record((index, start, mark()))
+                return out
 
-        def post(_module: nn.Module, _args: Any, _kwargs: Any, _out: Any) -> None:
-            end = mark()
-            record((index, pop(), end))
+            return timed
 
-        return pre, post
+        return make
 
     @contextmanager
     def attached(self) -> Iterator[None]:
-        pairs = [(m, *self._hooks(i)) for i, m in enumerate(self.leaves)]
-        with hooked(pairs):
+        with wrapped_forwards([(m, self._wrapper(i)) for i, m in enumerate(self.leaves)]):
             yield
 
     def durations_us(self) -> list[tuple[int, float]]:

@@ -8,7 +8,7 @@ from rich.text import Text
 
 from latprof.records import Notice, Profile
 
-BAR_WIDTH = 24
+BAR_WIDTH = 20
 
 
 def us(value: float | None) -> str:
@@ -77,20 +77,11 @@ def layer_table(p: Profile, top: int | None = None) -> Table:
         rows = sorted(rows, key=lambda r: r["time_us"], reverse=True)[:top]
         title = f"Slowest {len(rows)} layers"
     table = Table(title=title, title_justify="left")
-    for name in (
-        "layer",
-        "category",
-        "calls",
-        "time µs",
-        "median µs",
-        "share",
-        "MACs",
-        "input",
-        "output",
-    ):
-        table.add_column(
-            name, justify="left" if name in ("layer", "category", "input", "output") else "right"
-        )
+    table.add_column("layer", no_wrap=True, ratio=3)
+    table.add_column("category", no_wrap=True)
+    for name in ("calls", "time µs", "median µs", "share", "MACs"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("input → output", no_wrap=True, ratio=2)
     for r in rows:
         table.add_row(
             r["layer"],
@@ -100,8 +91,7 @@ def layer_table(p: Profile, top: int | None = None) -> Table:
             us(r["time_us_median"]),
             f"{r['share']:.1%}",
             count(r["macs"]),
-            r["input_shape"],
-            r["output_shape"],
+            f"{r['input_shape']} → {r['output_shape']}",
         )
     return table
 

@@ -388,3 +388,12 @@ def seeded(fn: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return fn()
+
+
+def _register_counters() -> None:
+    from latprof.flops import register_counter, zero
+
+    register_counter(Zero, zero)
+
+
+_register_counters()
