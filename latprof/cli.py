@@ -344,6 +344,12 @@ def report_cmd(
     from latprof.io import profile_file
 
     check_by(by)
+    is_parquet = file.suffix == ".parquet" and file.exists()
+    if is_parquet and profile_file.read_parquet_meta(file).get("kind") == "lut":
+        from latprof.cli_lut import report_lut
+
+        report_lut(file, by, fmt, out)
+        return
     stdout_fmt, file_fmt = resolve_formats(fmt, out)
     prof = profile_file.load(file)
     emit_profile(prof, stdout_fmt, file_fmt, out, by, top)
@@ -418,9 +424,30 @@ def env_cmd(device: DeviceOpt = "cpu", threads: ThreadsOpt = None, fmt: FormatOp
         emit_rows(rows, fmt, "Measuring environment")
 
 
-def main() -> None:
-    app()
+MULTI_VALUE = ("--models",)
 
+
+def expand_multi(argv: list[str]) -> list[str]:
+    """`--models a b c` -> `--models a --models b --models c` (click options take one value)."""
+    out: list[str] = []
+    current = None
+    for arg in argv:
+        if arg in MULTI_VALUE:
+            current = arg
+            continue
+        if current and not arg.startswith("-"):
+            out += [current, arg]
+            continue
+        current = None
+        out.append(arg)
+    return out
+
+
+def main() -> None:
+    app(args=expand_multi(sys.argv[1:]), prog_name="latprof")
+
+
+import latprof.cli_lut  # noqa: E402, F401  (registers the lookup-table commands)
 
 if __name__ == "__main__":
     main()

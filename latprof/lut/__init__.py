@@ -1,0 +1,1 @@
+"""Latency lookup tables: search spaces, the builder and LatencyTable."""

@@ -1,0 +1,274 @@
+"""Measure lookup-table entries: warmed up, interleaved, flushed in batches, resumable."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from latprof.errors import UsageError
+from latprof.flops import count_layer_costs
+from latprof.lut.table import LatencyTable
+from latprof.measure.clocks import Clock, clock_for
+from latprof.measure.runner import time_plain
+from latprof.stats import summarize
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One entry to measure: its key, its descriptive columns and how to build it."""
+
+    key: str
+    columns: dict[str, Any]
+    make: Callable[[], tuple[nn.Module, tuple]]
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch: int = 1
+    warmup: int = 10
+    trials: int = 20
+    flush_every: int = 16
+
+
+@dataclass
+class BuildResult:
+    measured: int
+    reused: int
+    failed: list[str]
+    noisy: list[str]
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'I/N' with 0 <= I < N."""
+    if text is None:
+        return None
+    try:
+        index, count = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text!r}: write I/N, e.g. 0/4") from None
+    if count < 1 or not 0 <= index < count:
+        raise UsageError(f"--shard {text!r}: need N >= 1 and 0 <= I < N (I counts from 0)")
+    return index, count
+
+
+def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
+    """Deterministic split by a stable hash of the key."""
+    if shard is None:
+        return True
+    digest = int(hashlib.sha1(key.encode()).hexdigest()[:12], 16)
+    return digest % shard[1] == shard[0]
+
+
+def _place(args: tuple, device: str, dtype: torch.dtype) -> tuple:
+    return tuple(a.to(device=device, dtype=dtype if a.is_floating_point() else None) for a in args)
+
+
+def _failed(job: Job, settings: BuildSettings, reason: str) -> dict[str, Any]:
+    return {
+        **job.columns,
+        "key": job.key,
+        "batch": settings.batch,
+        "dtype": settings.dtype,
+        "status": "failed",
+        "error": reason,
+        "samples_us": [],
+        "n": 0,
+    }
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def measure_jobs(jobs: Sequence[Job], settings: BuildSettings, clock: Clock) -> list[dict]:
+    """Measure a batch: build and warm every job, then time them round-robin (A B C A B C)
+    so drift spreads over all entries and each is timed right after a different block."""
+    dtype = DTYPES[settings.dtype]
+    rows: dict[str, dict[str, Any]] = {}
+    ready: list[tuple[Job, nn.Module, tuple]] = []
+    for job in jobs:
+        try:
+            module, args = job.make()
+            module = module.to(device=settings.device, dtype=dtype).eval()
+            args = _place(args, settings.device, dtype)
+            cost = count_layer_costs(module, args, leaves=[""])[""]
+            with torch.inference_mode():
+                for _ in range(settings.warmup):
+                    module(*args)
+        except Exception as exc:  # any op may fail to build or run at a shape
+            rows[job.key] = _failed(job, settings, _reason(exc))
+            continue
+        rows[job.key] = {
+            **job.columns,
+            "key": job.key,
+            "batch": settings.batch,
+            "dtype": settings.dtype,
+            "macs": cost.macs,
+            "params": cost.params,
+            "status": "ok",
+            "error": "",
+            "samples_us": [],
+        }
+        ready.append((job, module, args))
+    with torch.inference_mode():
+        for _ in range(settings.trials):
+            for job, module, args in ready:
+                row = rows[job.key]
+                if row["status"] != "ok":
+                    continue
+                try:
+                    row["samples_us"].append(time_plain(lambda m=module, a=args: m(*a), clock))
+                except Exception as exc:
+                    rows[job.key] = _failed(job, settings, _reason(exc))
+    for row in rows.values():
+        if row["status"] == "ok":
+            s = summarize(row["samples_us"])
+            row.update(
+                time_us_median=s.median,
+                time_us_mean=s.mean,
+                time_us_std=s.std,
+                time_us_min=s.min,
+                time_us_iqr=s.iqr,
+                n=s.n,
+                outliers=s.outliers,
+                noisy=s.noisy,
+            )
+    return [rows[j.key] for j in jobs]
+
+
+def chunks(items: Sequence[Job], size: int) -> Iterator[Sequence[Job]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def open_table(
+    out: Path, meta: dict[str, Any], resume: bool, remeasure_noisy: bool = False
+) -> LatencyTable:
+    """A new table, or the existing one when resuming (which must match `meta`)."""
+    if out.exists():
+        if not resume:
+            raise UsageError(
+                f"{out} already exists; pass --resume to continue it, or choose another -o"
+            )
+        table = LatencyTable.load(out)
+        diffs = table.differences(meta)
+        if diffs:
+            raise UsageError(
+                f"--resume: {out} was built for another space or environment "
+                f"({'; '.join(diffs)}); use a new -o"
+            )
+        if remeasure_noisy:
+            for key in [k for k, r in table.rows.items() if r["noisy"] or r["status"] != "ok"]:
+                del table.rows[key]
+        return table
+    return LatencyTable(dict(meta))
+
+
+def build(
+    jobs: Sequence[Job],
+    settings: BuildSettings,
+    out: Path,
+    meta: dict[str, Any],
+    *,
+    resume: bool = False,
+    remeasure_noisy: bool = False,
+    clock: Clock | None = None,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Measure every job not yet in `out`, saving atomically after each batch."""
+    table = open_table(out, meta, resume, remeasure_noisy)
+    todo = [j for j in jobs if j.key not in table.rows]
+    reused = len(jobs) - len(todo)
+    clock = clock or clock_for(settings.device)
+    done = 0
+    if progress:
+        progress(0, len(todo))
+    for batch in chunks(todo, settings.flush_every):
+        for row in measure_jobs(batch, settings, clock):
+            table.add(row)
+        table.save(out)
+        done += len(batch)
+        if progress:
+            progress(done, len(todo))
+    if not todo and not out.exists():
+        table.save(out)
+    keys = {j.key for j in jobs}
+    rows = [r for k, r in table.rows.items() if k in keys]
+    return BuildResult(
+        measured=len(todo),
+        reused=reused,
+        failed=[f"{r['key']}: {r['error']}" for r in rows if r["status"] != "ok"],
+        noisy=[r["key"] for r in rows if r["status"] == "ok" and r["noisy"]],
+    )
+
+
+def space_jobs(space: Any, batch: int, dtype: str, width_step: int = 1) -> list[Job]:
+    """Jobs for every entry of a search space."""
+    jobs = []
+    for entry in space.entries(width_step):
+        shape = entry.input_shape(batch)
+        jobs.append(
+            Job(
+                key=entry.key(batch, dtype),
+                columns={
+                    **entry.to_dict(),
+                    "signature": "",
+                    "input_shape": "x".join(map(str, shape)),
+                },
+                make=lambda e=entry, s=shape: (e.build(), (torch.randn(*s),)),
+            )
+        )
+    return jobs
+
+
+def layer_job(
+    module: nn.Module, shapes: list[tuple[tuple[int, ...], torch.dtype]], batch: int, dtype: str
+) -> Job:
+    """A job timing one leaf layer alone at the input shapes it saw in its model."""
+    category = type(module).__name__
+    signature = module.extra_repr()
+    text = ",".join("x".join(map(str, s)) for s, _ in shapes)
+    first = shapes[0][0] if shapes else ()
+
+    def get(name: str) -> int:
+        value = getattr(module, name, 0)
+        value = value[0] if isinstance(value, tuple) else value
+        return int(value) if isinstance(value, int) else 0
+
+    columns = {
+        "op": category,
+        "kernel": get("kernel_size"),
+        "stride": get("stride"),
+        "mid": 0,
+        "se": 0,
+        "act": "",
+        "dilation": get("dilation") or 1,
+        "c_in": get("in_channels") or get("in_features") or (first[1] if len(first) > 1 else 0),
+        "c_out": get("out_channels") or get("out_features"),
+        "h": first[2] if len(first) == 4 else 0,
+        "w": first[3] if len(first) == 4 else 0,
+        "signature": signature,
+        "input_shape": text,
+    }
+    clone = copy.deepcopy(module)
+
+    def make() -> tuple[nn.Module, tuple]:
+        args = tuple(
+            torch.randn(*s) if d.is_floating_point else torch.zeros(*s, dtype=d) for s, d in shapes
+        )
+        return copy.deepcopy(clone), args
+
+    return Job(f"{category}|{signature}|{text}|b{batch}|{dtype}", columns, make)
