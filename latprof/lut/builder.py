@@ -104,10 +104,10 @@ def measure_jobs(jobs: Sequence[Job], settings: BuildSettings, clock: Clock) -> 
             module, args = job.make()
             module = module.to(device=settings.device, dtype=dtype).eval()
             args = _place(args, settings.device, dtype)
-            cost = count_layer_costs(module, args, leaves=[""])[""]
             with torch.inference_mode():
                 for _ in range(settings.warmup):
                     module(*args)
+            cost = count_layer_costs(module, args, leaves=[""])[""]
         except Exception as exc:  # any op may fail to build or run at a shape
             rows[job.key] = _failed(job, settings, _reason(exc))
             continue
