@@ -1,0 +1,124 @@
+"""build-lut / merge / report on lookup tables, end to end through the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from latprof.cli import app, expand_multi
+
+MODELS = Path(__file__).parent / "models"
+FAST = ["--warmup", "1", "--trials", "3", "--threads", "1"]
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, expand_multi(list(args)))
+
+
+def test_expand_multi() -> None:
+    assert expand_multi(["build-lut", "--models", "a", "b", "--trials", "3"]) == [
+        "build-lut",
+        "--models",
+        "a",
+        "--models",
+        "b",
+        "--trials",
+        "3",
+    ]
+
+
+def test_models_table_with_category_summary(tmp_path: Path) -> None:
+    out = tmp_path / "layers.parquet"
+    good, shared = str(MODELS / "good.py"), str(MODELS / "shared.py")
+    result = invoke("build-lut", "--models", good, shared, *FAST, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out).to_pandas()
+    # good.py: Conv2d, ReLU, Flatten, Linear; shared.py: Linear(4,4), ReLU at 1x4 (called
+    # twice, same shape -> one entry each)
+    assert len(table) == 6 and table["key"].is_unique
+    assert set(table["op"]) == {"Conv2d", "ReLU", "Flatten", "Linear"}
+    conv = table[table["op"] == "Conv2d"].iloc[0]
+    assert (conv["c_in"], conv["c_out"], conv["kernel"], conv["h"]) == (3, 4, 3, 8)
+    meta = json.loads(pq.read_schema(out).metadata[b"latprof"])
+    assert meta["source"] == "models" and meta["models"] == [good, shared]
+    assert len(meta["model_keys"][shared]) == 4  # fc, act, fc, act in call order
+    cats = invoke("report", str(out), "--by", "category")
+    df = pd.read_csv(io.StringIO(cats.stdout)).set_index("category")
+    assert df.loc["Linear", "entries"] == 2 and df.loc["ReLU", "entries"] == 2
+
+
+def test_resume_existing_and_refuse_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "t.parquet"
+    good = str(MODELS / "good.py")
+    assert invoke("build-lut", "--models", good, *FAST, "-o", str(out)).exit_code == 0
+    again = invoke("build-lut", "--models", good, *FAST, "-o", str(out))
+    assert again.exit_code == 2 and "already exists; pass --resume" in again.stderr
+    resumed = invoke("build-lut", "--models", good, *FAST, "-o", str(out), "--resume")
+    assert resumed.exit_code == 0 and "(0 measured, 4 reused)" in resumed.stdout
+    other = invoke(
+        "build-lut", "--models", good, *FAST, "-o", str(out), "--resume", "--batch-size", "2"
+    )
+    assert other.exit_code == 2 and "another space or environment (batch: 1 != 2" in other.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--shard", "3/2"], "--shard '3/2': need N >= 1 and 0 <= I < N"),
+        (["--shard", "0/0"], "--shard '0/0'"),
+        (["--space", "x", "--models", "zoo:cnn"], "either --space or --models"),
+        (["--remeasure-noisy"], "add --resume"),
+        (["--width-step", "0"], "--width-step must be at least 1"),
+        (["--trials", "0"], "--trials must be at least 1"),
+        (["--device", "cuda:x"], "unknown device"),
+    ],
+)
+def test_build_lut_bad_input(args: list[str], message: str) -> None:
+    result = invoke("build-lut", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_resume_on_corrupt_or_foreign_file(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"garbage")
+    result = invoke(
+        "build-lut", "--models", str(MODELS / "good.py"), *FAST, "-o", str(junk), "--resume"
+    )
+    assert result.exit_code == 2 and "not a readable Parquet file" in result.stderr
+    prof = tmp_path / "p.parquet"
+    assert invoke("profile", str(MODELS / "good.py"), *FAST, "-o", str(prof)).exit_code == 0
+    result = invoke(
+        "build-lut", "--models", str(MODELS / "good.py"), *FAST, "-o", str(prof), "--resume"
+    )
+    assert result.exit_code == 2 and "'profile' file, not a lookup table" in result.stderr
+
+
+def test_merge_cli_detects_conflicts(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    good = str(MODELS / "good.py")
+    for path in (a, b):
+        assert invoke("build-lut", "--models", good, *FAST, "-o", str(path)).exit_code == 0
+    result = invoke("merge", str(a), str(b), "-o", str(tmp_path / "m.parquet"))
+    assert result.exit_code == 2 and "conflicting key" in result.stderr
+
+
+def test_merge_cli_shards(tmp_path: Path) -> None:
+    good = str(MODELS / "good.py")
+    paths = []
+    for i in range(2):
+        path = tmp_path / f"s{i}.parquet"
+        r = invoke("build-lut", "--models", good, *FAST, "--shard", f"{i}/2", "-o", str(path))
+        assert r.exit_code == 0, r.output
+        paths.append(str(path))
+    merged = tmp_path / "m.parquet"
+    result = invoke("merge", *paths, "-o", str(merged))
+    assert result.exit_code == 0, result.output
+    assert len(pq.read_table(merged)) == 4
