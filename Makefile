@@ -21,7 +21,7 @@ demo: install
 	$(BIN)/latprof profile zoo:dscnn --threads 1 --trials 20
 
 lint: install
-	$(BIN)/ruff check latprof tests bench examples
+	$(BIN)/ruff check .
 
 test: lint
 	$(BIN)/pytest
