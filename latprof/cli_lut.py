@@ -170,10 +170,10 @@ def build_lut_cmd(
             width_step=None,
         )
     else:
-        from latprof.lut.spaces import DEFAULT_WIDTH_STEPS, get_space
+        from latprof.lut.spaces import default_width_step, get_space
 
         the_space = get_space(space or DEFAULT_SPACE)
-        step = width_step or DEFAULT_WIDTH_STEPS.get(the_space.name, 1)
+        step = width_step or default_width_step(the_space.name)
         jobs = builder.space_jobs(the_space, batch, dtype, step)
         label = the_space.name
         meta.update(

@@ -122,3 +122,28 @@ def test_merge_cli_shards(tmp_path: Path) -> None:
     result = invoke("merge", *paths, "-o", str(merged))
     assert result.exit_code == 0, result.output
     assert len(pq.read_table(merged)) == 4
+
+
+def test_unknown_space_lists_known() -> None:
+    result = invoke("build-lut", "--space", "nope", "--dry-run")
+    assert result.exit_code == 2
+    assert "unknown space 'nope'; known: mbv2, tfnas, uboost" in result.stderr
+
+
+def test_space_dry_run_and_small_build(tmp_path: Path) -> None:
+    dry = invoke("build-lut", "--space", "uboost", "--dry-run", *FAST)
+    assert dry.exit_code == 0, dry.output
+    assert dry.stdout.startswith("42 entries, 42 to measure")
+    out = tmp_path / "u.parquet"
+    result = invoke("build-lut", "--space", "uboost", "--shard", "0/6", *FAST, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out).to_pandas()
+    assert (table["status"] == "ok").all() and len(table) > 0
+    meta = json.loads(pq.read_schema(out).metadata[b"latprof"])
+    assert meta["space"] == "uboost" and meta["shard"] == [0, 6] and len(meta["space_hash"]) == 16
+
+
+def test_spaces_listing() -> None:
+    result = invoke("spaces")
+    df = pd.read_csv(io.StringIO(result.stdout)).set_index("name")
+    assert df.loc["uboost", "entries_default"] == 42

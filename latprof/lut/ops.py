@@ -47,6 +47,7 @@ def build_entry(e: Entry) -> nn.Module:
             expansion=e.mid / e.c_in,
             act=act or "relu",
             se=e.se > 0,
+            se_ratio=e.se / e.c_in if e.se else 0.25,  # FusedMBConv sizes SE from c_in
         )
     elif e.op == "identity":
         module = blocks.identity(e.c_in, e.c_out, e.stride)

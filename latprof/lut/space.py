@@ -28,7 +28,10 @@ SE_RULES: dict[str, Callable[[int, int], int]] = {
     "none": lambda c_in, mid: 0,
     "quarter": lambda c_in, mid: max(1, mid // 4),  # SE width = mid / 4
     "half": lambda c_in, mid: max(1, mid // 2),
-    "tfnas": lambda c_in, mid: max(1, min(2 * c_in, mid // 2)),  # seed 004 Tables 9-18
+    # TF-NAS (seed 004, Tables 9-18): the SE width is fixed by the op, not by the mid width:
+    # e3-type ops (mid in [2, 4] x c_in) have SE c_in, e6-type ops (mid in [4, 8] x c_in) 2 x c_in
+    "c_in": lambda c_in, mid: c_in,
+    "2c_in": lambda c_in, mid: 2 * c_in,
 }
 
 
@@ -47,6 +50,11 @@ class Candidate:
     se: str = "none"
     dilation: int = 1
     act: str = ""  # empty: the slot's activation
+
+    def __post_init__(self) -> None:
+        # floats, so that equal candidates hash (SearchSpace.hash) the same: (2, 4) == (2.0, 4.0)
+        lo, hi = self.expansion
+        object.__setattr__(self, "expansion", (float(lo), float(hi)))
 
     def label(self) -> str:
         parts = [self.op, f"k{self.kernel}"]
