@@ -270,7 +270,7 @@ def _dry_run(jobs: list[Any], settings: Any, out: Path) -> None:
         estimate = len(todo) * (setup + passes * mean_pass)
     typer.echo(
         f"{len(jobs)} entries, {len(todo)} to measure ({len(jobs) - len(todo)} already "
-        f"in {out}); estimated {estimate:.0f} s from {len(samples)} sample entries"
+        f"in {out}); estimated {estimate:.1f} s of measuring from {len(samples)} sample entries"
     )
 
 
