@@ -534,12 +534,34 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def other_cpu_use(seconds: float = 1.0) -> float | None:
+    """Fraction of all cores busy over `seconds` while this process sleeps (/proc/stat)."""
+
+    def read() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = read()
+        time.sleep(seconds)
+        total1, idle1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    return (total - (idle1 - idle0)) / total if total else None
+
+
 def load_line() -> str:
-    """The 1/5/15-minute load averages, with a warning when other work competes for CPUs."""
-    one, five, fifteen = os.getloadavg()
+    """Other CPU use right now and the load average, warning when other work competes."""
+    busy = other_cpu_use()
+    one, five, _ = os.getloadavg()
     cores = os.cpu_count() or 1
-    busy = "; OTHER WORK IS RUNNING, numbers may be inflated" if one > 0.5 * cores else ""
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {cores} cores{busy}"
+    text = f"load average {one:.2f} {five:.2f} on {cores} cores"
+    if busy is None:
+        return text
+    warn = "; OTHER WORK IS RUNNING, numbers may be inflated" if busy > 0.2 else ""
+    return f"CPU busy {100 * busy:.0f}% of {cores} cores while idle (1 s sample), {text}{warn}"
 
 
 def main() -> None:
