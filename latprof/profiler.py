@@ -87,13 +87,14 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
             module.training = flag
 
 
-def _place(value: Any, device: str, dtype: torch.dtype) -> Any:
+def place(value: Any, device: str, dtype: torch.dtype) -> Any:
+    """Tensors in a nest moved to device; floating ones cast to dtype."""
     if isinstance(value, torch.Tensor):
         return value.to(device=device, dtype=dtype if value.is_floating_point() else None)
     if isinstance(value, (tuple, list)):
-        return type(value)(_place(v, device, dtype) for v in value)
+        return type(value)(place(v, device, dtype) for v in value)
     if isinstance(value, dict):
-        return {k: _place(v, device, dtype) for k, v in value.items()}
+        return {k: place(v, device, dtype) for k, v in value.items()}
     return value
 
 
@@ -152,8 +153,8 @@ def profile(
     dtype = DTYPES[config.dtype]
     with threads(config.threads):
         model = prepare_model(model, config.device, dtype)
-        args = _place(tuple(args), config.device, dtype)
-        kwargs = _place(kwargs, config.device, dtype)
+        args = place(tuple(args), config.device, dtype)
+        kwargs = place(kwargs, config.device, dtype)
         all_leaves = find_leaves(model)
         names = [n for n, _ in all_leaves]
         modules = [m for _, m in all_leaves]

@@ -17,9 +17,9 @@ from latprof.flops import count_layer_costs
 from latprof.lut.table import LatencyTable
 from latprof.measure.clocks import Clock, clock_for
 from latprof.measure.runner import time_plain
+from latprof.profiler import DTYPES, place
 from latprof.stats import summarize
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 Progress = Callable[[int, int], None]
 
 
@@ -71,10 +71,6 @@ def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
     return digest % shard[1] == shard[0]
 
 
-def _place(args: tuple, device: str, dtype: torch.dtype) -> tuple:
-    return tuple(a.to(device=device, dtype=dtype if a.is_floating_point() else None) for a in args)
-
-
 def _failed(job: Job, settings: BuildSettings, reason: str) -> dict[str, Any]:
     return {
         **job.columns,
@@ -103,7 +99,7 @@ def measure_jobs(jobs: Sequence[Job], settings: BuildSettings, clock: Clock) -> 
         try:
             module, args = job.make()
             module = module.to(device=settings.device, dtype=dtype).eval()
-            args = _place(args, settings.device, dtype)
+            args = place(args, settings.device, dtype)
             with torch.inference_mode():
                 for _ in range(settings.warmup):
                     module(*args)
