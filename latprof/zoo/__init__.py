@@ -27,9 +27,11 @@ class ZooEntry:
     input_shape: tuple[int, ...]
     description: str
     factory_path: str
+    arg: str = ""  # passed to the factory when set (one factory, several models)
 
     def build(self) -> nn.Module:
-        """Import ``factory_path`` (``"package.module:function"``) and call it with no args."""
+        """Import ``factory_path`` (``"package.module:function"``) and call it (with ``arg``
+        when set)."""
         module_name, _, attr = self.factory_path.partition(":")
         try:
             factory = getattr(importlib.import_module(module_name), attr)
@@ -37,7 +39,7 @@ class ZooEntry:
             raise ModelLoadError(
                 f"zoo model '{self.name}': cannot import {self.factory_path} ({exc})"
             ) from exc
-        return factory()
+        return factory(self.arg) if self.arg else factory()
 
 
 ZOO: dict[str, ZooEntry] = {
@@ -57,6 +59,31 @@ ZOO: dict[str, ZooEntry] = {
         ),
     )
 }
+
+# TF-NAS (seed 004 Tables 9-20): names and titles here so that listing needs no import
+_TFNAS = (
+    ("tfnas-a", "TF-NAS-A", 9),
+    ("tfnas-b", "TF-NAS-B", 10),
+    ("tfnas-c", "TF-NAS-C", 11),
+    ("tfnas-d", "TF-NAS-D", 12),
+    ("tfnas-a-wose", "TF-NAS-A-wose", 13),
+    ("tfnas-b-wose", "TF-NAS-B-wose", 14),
+    ("tfnas-c-wose", "TF-NAS-C-wose", 15),
+    ("tfnas-d-wose", "TF-NAS-D-wose", 16),
+    ("tfnas-cpu-a", "TF-NAS-CPU-A", 17),
+    ("tfnas-cpu-b", "TF-NAS-CPU-B", 18),
+    ("tfnas-mbv2-a", "TF-NAS-MBV2-A", 19),
+    ("tfnas-mbv2-b", "TF-NAS-MBV2-B", 20),
+)
+for _name, _title, _table in _TFNAS:
+    ZOO[_name] = ZooEntry(
+        name=_name,
+        input_shape=(1, 3, 224, 224),
+        description=f"{_title} (seed 004 Table {_table}), a path through the "
+        f"{'mbv2' if 'mbv2' in _name else 'tfnas'} space",
+        factory_path="latprof.zoo.tfnas:build",
+        arg=_name,
+    )
 
 
 def get_entry(name: str) -> ZooEntry:

@@ -1,0 +1,177 @@
+"""Differentiable expected latency from a lookup table (FBNet / ProxylessNAS / TF-NAS style).
+
+E[latency] = sum over slots of P(slot kept) * softmax(alpha_slot) . t_slot, where t_slot holds
+the table's time of every choice of the slot (each candidate op at each measured mid width)
+and P(slot kept) comes from optional per-stage depth logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from latprof.errors import LookupMissError, SpaceError, UsageError
+from latprof.lut.arch import SKIP, Arch, Choice
+from latprof.lut.space import Entry, SearchSpace, Slot
+
+if TYPE_CHECKING:
+    from latprof.lut.table import LatencyTable
+
+
+def stage_of(slot: Slot) -> str:
+    return slot.name.rsplit(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Slots sharing a name prefix (``stage4.0``, ``stage4.1``...) and their depth range."""
+
+    name: str
+    slots: tuple[str, ...]
+    min_layers: int
+
+    @property
+    def depths(self) -> list[int]:
+        return list(range(self.min_layers, len(self.slots) + 1))
+
+
+class LatencyModel:
+    """A table's latencies arranged per slot, for expected latency and arch derivation."""
+
+    def __init__(self, table: LatencyTable, space: SearchSpace) -> None:
+        if table.meta.get("source") != "space":
+            raise SpaceError("expected latency needs a table built from a search space")
+        if table.meta.get("space_hash") != space.hash():
+            raise SpaceError(
+                f"the lookup table is for space {table.meta.get('space')!r}, not {space.name!r}"
+            )
+        step = int(table.meta.get("width_step") or 1)
+        batch, dtype = int(table.meta["batch"]), str(table.meta["dtype"])
+        self.space = space
+        self.choices: dict[str, list[Entry]] = {}
+        self.times: dict[str, Tensor] = {}
+        for slot in space.slots:
+            entries = slot.entries(step)
+            values = []
+            for e in entries:
+                t = table.get(e.key(batch, dtype))
+                if t is None:
+                    raise LookupMissError(
+                        f"slot {slot.name}: no entry for {e.key(batch, dtype)}; "
+                        "the table must hold the whole space (build-lut without --shard, "
+                        "or merge the shards)"
+                    )
+                values.append(t)
+            self.choices[slot.name] = entries
+            self.times[slot.name] = torch.tensor(values, dtype=torch.float64)
+        self.stages: list[Stage] = []
+        for slot in space.slots:
+            if self.stages and self.stages[-1].name == stage_of(slot):
+                continue
+            group = [s for s in space.slots if stage_of(s) == stage_of(slot)]
+            self.stages.append(
+                Stage(
+                    stage_of(slot),
+                    tuple(s.name for s in group),
+                    sum(not s.skippable for s in group),
+                )
+            )
+
+    def num_choices(self) -> dict[str, int]:
+        """Length each slot's alpha must have."""
+        return {name: len(entries) for name, entries in self.choices.items()}
+
+    def depth_choices(self) -> dict[str, list[int]]:
+        """Stages with a depth choice and the depths their depth logits stand for."""
+        return {s.name: s.depths for s in self.stages if len(s.depths) > 1}
+
+    def init_alpha(self, requires_grad: bool = True) -> dict[str, Tensor]:
+        """Zero logits (uniform choice) for every slot with more than one choice."""
+        return {
+            name: torch.zeros(n, dtype=torch.float64, requires_grad=requires_grad)
+            for name, n in self.num_choices().items()
+            if n > 1
+        }
+
+    def init_depth(self, requires_grad: bool = True) -> dict[str, Tensor]:
+        return {
+            name: torch.zeros(len(d), dtype=torch.float64, requires_grad=requires_grad)
+            for name, d in self.depth_choices().items()
+        }
+
+    def keep_probabilities(self, depth: Mapping[str, Tensor] | None) -> dict[str, Tensor]:
+        """P(slot is kept): 1 for a stage's first min_layers slots, else P(depth > index)."""
+        out: dict[str, Tensor] = {}
+        for stage in self.stages:
+            logits = (depth or {}).get(stage.name)
+            for i, name in enumerate(stage.slots):
+                if i < stage.min_layers or logits is None:
+                    out[name] = torch.tensor(1.0, dtype=torch.float64)
+                else:
+                    self._check(stage.name, logits, len(stage.depths), "depth")
+                    p = torch.softmax(logits.to(torch.float64), dim=0)
+                    out[name] = p[i - stage.min_layers + 1 :].sum()
+        return out
+
+    def expected(
+        self, alpha: Mapping[str, Tensor], depth: Mapping[str, Tensor] | None = None
+    ) -> Tensor:
+        """E[latency] in µs as a float64 scalar with gradients w.r.t. alpha (and depth)."""
+        unknown = sorted(set(alpha) - set(self.choices))
+        if unknown:
+            raise UsageError(f"alpha for unknown slot {unknown[0]!r}")
+        if depth is not None:
+            bad = sorted(set(depth) - set(self.depth_choices()))
+            if bad:
+                raise UsageError(f"depth logits for {bad[0]!r}, which has no depth choice")
+        keep = self.keep_probabilities(depth)
+        total = torch.zeros((), dtype=torch.float64)
+        for name, times in self.times.items():
+            logits = alpha.get(name)
+            if logits is None:
+                if len(times) > 1:
+                    raise UsageError(f"no alpha for slot {name} ({len(times)} choices)")
+                slot_time = times[0]
+            else:
+                self._check(name, logits, len(times), "alpha")
+                slot_time = torch.softmax(logits.to(torch.float64), dim=0) @ times
+            total = total + keep[name] * slot_time
+        return total
+
+    @staticmethod
+    def _check(name: str, logits: Tensor, n: int, what: str) -> None:
+        if logits.shape != (n,):
+            raise UsageError(f"{what} for {name}: expected shape ({n},), got {tuple(logits.shape)}")
+
+    def derive(
+        self,
+        alpha: Mapping[str, Tensor],
+        depth: Mapping[str, Tensor] | None = None,
+        name: str = "derived",
+    ) -> Arch:
+        """The most likely arch: argmax choice per slot, argmax depth per stage."""
+        choices = []
+        for stage in self.stages:
+            logits = (depth or {}).get(stage.name)
+            keep = (
+                len(stage.slots)
+                if logits is None
+                else stage.depths[int(torch.argmax(logits).item())]
+            )
+            for i, slot_name in enumerate(stage.slots):
+                if i >= keep:
+                    choices.append(Choice(slot_name, SKIP))
+                    continue
+                entries = self.choices[slot_name]
+                logit = alpha.get(slot_name)
+                e = entries[int(torch.argmax(logit).item()) if logit is not None else 0]
+                choices.append(
+                    Choice(
+                        slot_name, e.op, kernel=e.kernel, mid=e.mid, se=e.se, dilation=e.dilation
+                    )
+                )
+        return Arch(name, self.space.name, tuple(choices))

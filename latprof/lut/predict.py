@@ -1,0 +1,232 @@
+"""Predict a network's latency as a sum of lookup-table entries; check the table's environment."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from latprof.errors import LookupMissError, SpaceError, UsageError
+
+if TYPE_CHECKING:
+    from latprof.lut.arch import Arch
+    from latprof.lut.space import Entry, SearchSpace
+    from latprof.lut.table import LatencyTable
+
+OnMiss = Literal["raise", "measure", "report"]
+
+
+@dataclass(frozen=True)
+class BlockTime:
+    """One block of a prediction; ``source`` is measured, interpolated, measured-now or missing."""
+
+    slot: str
+    key: str
+    time_us: float | None
+    source: str
+    macs: float | None = None
+
+
+@dataclass
+class Prediction:
+    """Total (sum of the blocks found) and the per-block breakdown; misses listed by key."""
+
+    name: str
+    blocks: list[BlockTime]
+    misses: list[str] = field(default_factory=list)
+
+    @property
+    def total_us(self) -> float:
+        return sum(b.time_us for b in self.blocks if b.time_us is not None)
+
+    @property
+    def macs(self) -> float:
+        return sum(b.macs or 0.0 for b in self.blocks)
+
+    def rows(self) -> list[dict[str, Any]]:
+        total = self.total_us
+        return [
+            {
+                "block": b.slot,
+                "key": b.key,
+                "time_us": b.time_us,
+                "share": (b.time_us / total) if b.time_us is not None and total else None,
+                "source": b.source,
+                "macs": b.macs,
+            }
+            for b in self.blocks
+        ]
+
+
+# ---------------------------------------------------------------------- environment
+
+TARGET_FIELDS = ("device", "dtype", "batch", "threads")
+
+
+def target_differences(meta: dict[str, Any], **target: Any) -> list[str]:
+    """'field: table X, target Y' for every given target field the table differs on."""
+    out = []
+    for name, wanted in target.items():
+        if wanted is None:
+            continue
+        have = meta.get(name)
+        if have != wanted:
+            out.append(f"{name}: table {have!r}, target {wanted!r}")
+    return out
+
+
+def check_target(meta: dict[str, Any], allow_mismatch: bool = False, **target: Any) -> list[str]:
+    """Raise UsageError listing the differences unless `allow_mismatch`; return them."""
+    diffs = target_differences(meta, **target)
+    if diffs and not allow_mismatch:
+        raise UsageError(
+            "the lookup table was measured in another environment ("
+            + "; ".join(diffs)
+            + "); rebuild it for this target or allow the mismatch explicitly"
+        )
+    return diffs
+
+
+def this_machine(meta: dict[str, Any]) -> dict[str, Any]:
+    """The current machine's values of the fields a table records (device name, torch)."""
+    from latprof.env import capture
+
+    env = capture(meta.get("device") or "cpu").to_dict()
+    return {"device_name": env["device_name"], "torch": env["torch"]}
+
+
+# ---------------------------------------------------------------------- space tables
+
+
+def table_space(table: LatencyTable, arch: Arch, space: SearchSpace | None) -> SearchSpace:
+    """The space both `arch` and `table` belong to; SpaceError when they don't agree."""
+    from latprof.lut.arch import space_of
+
+    if table.meta.get("source") != "space":
+        raise SpaceError(
+            "this lookup table was built from models (--models), not a search space; "
+            "predict a model with it instead of an architecture"
+        )
+    space = space_of(arch, space)
+    want = table.meta.get("space_hash")
+    if space.hash() != want:
+        raise SpaceError(
+            f"the lookup table is for space {table.meta.get('space')!r} (hash {want}), but "
+            f"arch {arch.name!r} is for {space.name!r} (hash {space.hash()}); "
+            "build a table for that space"
+        )
+    return space
+
+
+def _lookup(
+    table: LatencyTable, key: str, on_miss: OnMiss, measure: Callable[[], dict[str, Any]]
+) -> tuple[float | None, str, float | None]:
+    row = table.rows.get(key)
+    if row is not None and row["status"] == "ok":
+        return float(row["time_us_median"]), "measured", row["macs"]
+    value = table.get(key)
+    if value is not None:
+        return value, "interpolated", None
+    if on_miss == "measure":
+        if row is not None:  # a failed entry: measuring again would fail again
+            raise LookupMissError(f"entry {key} failed when the table was built: {row['error']}")
+        new = measure()
+        table.rows[key] = new
+        if new["status"] != "ok":
+            raise LookupMissError(f"entry {key} failed to run: {new['error']}")
+        return float(new["time_us_median"]), "measured-now", new["macs"]
+    return None, "missing", None
+
+
+def predict_arch(
+    table: LatencyTable,
+    arch: Arch,
+    space: SearchSpace | None = None,
+    on_miss: OnMiss = "raise",
+) -> Prediction:
+    """Sum of the table's entries along `arch`. Misses raise LookupMissError unless
+    ``on_miss`` is ``"measure"`` (measured now and added to `table`) or ``"report"``."""
+    from latprof.lut.arch import entries
+
+    space = table_space(table, arch, space)
+    batch, dtype = int(table.meta["batch"]), str(table.meta["dtype"])
+    blocks = []
+    misses = []
+    for slot, entry in entries(arch, space):
+        key = entry.key(batch, dtype)
+        t, source, macs = _lookup(table, key, on_miss, lambda e=entry: measure_entry(table, e))
+        if t is None:
+            misses.append(key)
+        blocks.append(BlockTime(slot, key, t, source, macs))
+    _raise_misses(misses, on_miss, arch.name)
+    return Prediction(arch.name, blocks, misses)
+
+
+def _raise_misses(misses: list[str], on_miss: OnMiss, name: str) -> None:
+    if misses and on_miss == "raise":
+        raise LookupMissError(
+            f"{len(misses)} entries of {name} are not in the table (first: {misses[0]}); "
+            "build them (latprof build-lut ... --resume) or measure them on the spot"
+        )
+
+
+def measure_entry(table: LatencyTable, entry: Entry) -> dict[str, Any]:
+    """Measure one space entry now, with the table's device, dtype, batch, warm-up, trials."""
+    from latprof.lut.builder import space_jobs
+
+    class _One:  # space_jobs takes anything with entries()
+        @staticmethod
+        def entries(width_step: int = 1) -> list[Entry]:
+            return [entry]
+
+    return _measure_jobs(table, space_jobs(_One, int(table.meta["batch"]), table.meta["dtype"]))
+
+
+def _measure_jobs(table: LatencyTable, jobs: list[Any]) -> dict[str, Any]:
+    from latprof.lut.builder import BuildSettings, measure_jobs
+    from latprof.measure.clocks import clock_for
+
+    m = table.meta
+    settings = BuildSettings(
+        device=m.get("device", "cpu"),
+        dtype=m["dtype"],
+        batch=int(m["batch"]),
+        warmup=int(m.get("warmup", 10)),
+        trials=int(m.get("trials", 20)),
+    )
+    return measure_jobs(jobs, settings, clock_for(settings.device))[0]
+
+
+# ---------------------------------------------------------------------- layer tables
+
+
+def predict_model(
+    table: LatencyTable,
+    name: str,
+    module: Any,
+    args: tuple,
+    kwargs: dict,
+    on_miss: OnMiss = "raise",
+) -> Prediction:
+    """Sum of a layer-level table's entries over every leaf call of one forward pass."""
+    from latprof.lut.builder import layer_job
+    from latprof.lut.layers import leaf_calls
+    from latprof.measure.hooks import find_leaves
+
+    if table.meta.get("source") != "models":
+        raise SpaceError(
+            "this lookup table holds search-space blocks; predict an architecture with it "
+            "(zoo:tfnas-a, arch.json) or build a layer table with build-lut --models"
+        )
+    batch, dtype = int(table.meta["batch"]), str(table.meta["dtype"])
+    names = {id(m): n for n, m in find_leaves(module)}
+    blocks = []
+    misses = []
+    for leaf, shapes in leaf_calls(module, args, kwargs):
+        job = layer_job(leaf, shapes, batch, dtype)
+        t, source, macs = _lookup(table, job.key, on_miss, lambda j=job: _measure_jobs(table, [j]))
+        if t is None:
+            misses.append(job.key)
+        blocks.append(BlockTime(names.get(id(leaf), "?"), job.key, t, source, macs))
+    _raise_misses(misses, on_miss, name)
+    return Prediction(name, blocks, misses)

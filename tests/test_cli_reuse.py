@@ -1,0 +1,136 @@
+"""arch / predict / validate through the CLI, on a tiny space built for real (fast settings)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from latprof.cli import app
+
+HERE = Path(__file__).parent
+TINY = HERE / "spaces" / "tiny.toml"
+FAST = ["--warmup", "1", "--trials", "3", "--threads", "1"]
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def tiny_lut(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("lut") / "tiny.parquet"
+    result = invoke("build-lut", "--space", str(TINY), "--width-step", "4", *FAST, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture()
+def tiny_arch(tmp_path: Path) -> Path:
+    path = tmp_path / "arch.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "mine",
+                "space": str(TINY),
+                "blocks": [
+                    {"slot": "stem", "op": "conv", "kernel": 3},
+                    {"slot": "body.0", "op": "mbinvres", "kernel": 3, "mid": 18},
+                    {"slot": "pool_fc", "op": "pool_fc"},
+                ],
+            }
+        )
+    )
+    return path
+
+
+def test_arch_prints_json_and_toml_and_writes_files(tmp_path: Path) -> None:
+    result = invoke("arch", "zoo:tfnas-b", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["name"] == "tfnas-b" and data["space"] == "tfnas" and len(data["blocks"]) == 22
+    toml = invoke("arch", "zoo:tfnas-b", "--format", "toml").stdout
+    assert toml.count("[[blocks]]") == 22
+    out = tmp_path / "b.toml"
+    assert invoke("arch", "zoo:tfnas-b", "-o", str(out)).exit_code == 0
+    assert invoke("arch", str(out), "--format", "json").stdout == result.stdout
+    table = invoke("arch", "zoo:tfnas-mbv2-a", "--format", "csv").stdout
+    df = pd.read_csv(io.StringIO(table))
+    assert list(df["slot"][:3]) == ["stem", "stage2", "stage3.0"] and set(df["act"]) >= {"relu6"}
+
+
+def test_predict_breakdown_sums_to_total(tiny_lut: Path, tiny_arch: Path) -> None:
+    result = invoke("predict", str(tiny_arch), "--lut", str(tiny_lut), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(io.StringIO(result.stdout))
+    assert list(df["block"]) == ["stem", "body.0", "pool_fc"]
+    assert list(df["source"]) == ["measured", "interpolated", "measured"]
+    assert "predicted" in result.stderr and f"{df['time_us'].sum():,.1f} µs" in result.stderr
+
+
+def test_predict_refuses_other_space_and_mismatched_target(tiny_lut: Path) -> None:
+    result = invoke("predict", "zoo:tfnas-a", "--lut", str(tiny_lut))
+    assert result.exit_code == 2 and "is for space 'tiny'" in result.stderr
+    result = invoke("predict", "zoo:tfnas-a", "--lut", str(tiny_lut), "--batch-size", "8")
+    assert result.exit_code == 2 and "batch: table 1, target 8" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_predict_lists_misses(tiny_lut: Path, tmp_path: Path) -> None:
+    from latprof.lut.table import LatencyTable
+
+    table = LatencyTable.load(tiny_lut)
+    pool = next(k for k in table.rows if k.startswith("pool_fc"))
+    del table.rows[pool]
+    holey = tmp_path / "holey.parquet"
+    table.save(holey)
+    arch = tmp_path / "a.json"
+    arch.write_text(invoke("arch", str(HERE / "spaces" / "tiny-arch.json"), "-f", "json").stdout)
+    result = invoke("predict", str(arch), "--lut", str(holey), "-f", "csv")
+    assert result.exit_code == 2
+    assert f"1 entries are not in {holey} ({pool})" in result.stderr
+    assert "missing" in result.stdout  # the breakdown still shows the block
+    fixed = invoke("predict", str(arch), "--lut", str(holey), "-f", "csv", "--measure-misses")
+    assert fixed.exit_code == 0, fixed.output
+    assert pool in LatencyTable.load(holey).rows
+
+
+def test_validate_measures_and_compares(tiny_lut: Path, tiny_arch: Path) -> None:
+    result = invoke(
+        "validate", "--lut", str(tiny_lut), str(tiny_arch), "--samples", "2", "-f", "csv"
+    )
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(io.StringIO(result.stdout))
+    assert list(df["arch"]) == ["mine", "sample-0-0", "sample-0-1"]
+    assert (df["measured_us"] > 0).all() and (df["predicted_us"] > 0).all()
+    err = 100 * (df["predicted_us"] - df["measured_us"]) / df["measured_us"]
+    assert ((err - df["error_pct"]).abs() < 0.01).all()  # CSV keeps 4 decimals
+    assert (df["macs"] > 0).all() and "median |error|" in result.stderr
+
+
+def test_validate_without_zoo_archs_says_what_to_do(tiny_lut: Path) -> None:
+    result = invoke("validate", "--lut", str(tiny_lut))
+    assert result.exit_code == 2 and "the zoo has no architectures of space 'tiny'" in result.stderr
+
+
+def test_validate_refuses_a_profile_file(tmp_path: Path) -> None:
+    prof = tmp_path / "p.parquet"
+    assert invoke("profile", "zoo:cnn", *FAST, "-o", str(prof)).exit_code == 0
+    result = invoke("validate", "--lut", str(prof))
+    assert result.exit_code == 2 and "not a lookup table" in result.stderr
+
+
+def test_predict_a_model_with_a_layer_table(tmp_path: Path) -> None:
+    out = tmp_path / "layers.parquet"
+    good = str(HERE / "models" / "good.py")
+    assert invoke("build-lut", "--models", good, *FAST, "-o", str(out)).exit_code == 0
+    result = invoke("predict", good, "--lut", str(out), "-f", "csv")
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(io.StringIO(result.stdout))
+    assert set(df["source"]) == {"measured"} and len(df) == 4
+    assert "measured end to end" in result.stderr and "not in any leaf layer" in result.stderr
