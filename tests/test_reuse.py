@@ -128,7 +128,7 @@ def test_predict_measures_misses_on_the_spot_and_adds_them() -> None:
 
 
 def test_table_of_another_space_is_refused() -> None:
-    with pytest.raises(SpaceError, match="is for space 'tiny'.*build a table for that space"):
+    with pytest.raises(SpaceError, match=r"is for space 'tiny'.*build a table for that space"):
         fake_table().predict("zoo:tfnas-a")
 
 
@@ -267,7 +267,7 @@ def test_derive_takes_the_argmax() -> None:
 
 def test_missing_entries_stop_the_latency_model() -> None:
     table = fake_table(drop=("mbinvres|k5|s1|m24|se8|relu|d1|8>8|8x8|b1|float32",))
-    with pytest.raises(LookupMissError, match="slot body.0: no entry"):
+    with pytest.raises(LookupMissError, match=r"slot body\.0: no entry"):
         table.latency_model(tiny_space())
 
 

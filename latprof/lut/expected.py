@@ -54,11 +54,16 @@ class LatencyModel:
         self.space = space
         self.choices: dict[str, list[Entry]] = {}
         self.times: dict[str, Tensor] = {}
+        self.macs: dict[str, Tensor] = {}
         for slot in space.slots:
             entries = slot.entries(step)
             values = []
+            macs = []
             for e in entries:
-                t = table.get(e.key(batch, dtype))
+                key = e.key(batch, dtype)
+                t = table.get(key)
+                row = table.rows.get(key)
+                macs.append(float((row or {}).get("macs") or 0.0))
                 if t is None:
                     raise LookupMissError(
                         f"slot {slot.name}: no entry for {e.key(batch, dtype)}; "
@@ -68,6 +73,7 @@ class LatencyModel:
                 values.append(t)
             self.choices[slot.name] = entries
             self.times[slot.name] = torch.tensor(values, dtype=torch.float64)
+            self.macs[slot.name] = torch.tensor(macs, dtype=torch.float64)
         self.stages: list[Stage] = []
         for slot in space.slots:
             if self.stages and self.stages[-1].name == stage_of(slot):
@@ -118,9 +124,13 @@ class LatencyModel:
         return out
 
     def expected(
-        self, alpha: Mapping[str, Tensor], depth: Mapping[str, Tensor] | None = None
+        self,
+        alpha: Mapping[str, Tensor],
+        depth: Mapping[str, Tensor] | None = None,
+        of: str = "time",
     ) -> Tensor:
-        """E[latency] in µs as a float64 scalar with gradients w.r.t. alpha (and depth)."""
+        """E[latency] in µs as a float64 scalar with gradients w.r.t. alpha (and depth);
+        ``of="macs"`` gives E[MACs] the same way."""
         unknown = sorted(set(alpha) - set(self.choices))
         if unknown:
             raise UsageError(f"alpha for unknown slot {unknown[0]!r}")
@@ -130,7 +140,10 @@ class LatencyModel:
                 raise UsageError(f"depth logits for {bad[0]!r}, which has no depth choice")
         keep = self.keep_probabilities(depth)
         total = torch.zeros((), dtype=torch.float64)
-        for name, times in self.times.items():
+        values = {"time": self.times, "macs": self.macs}.get(of)
+        if values is None:
+            raise UsageError(f"expected value of {of!r}: use 'time' or 'macs'")
+        for name, times in values.items():
             logits = alpha.get(name)
             if logits is None:
                 if len(times) > 1:
