@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from latprof.cli import (
+    DeviceOpt,
+    DtypeOpt,
     FormatOpt,
     OutOpt,
     ProgressView,
@@ -322,3 +324,117 @@ def validate_cmd(
             f"{len(missing)} architectures have entries missing from {lut} "
             f"({', '.join(missing[:5])}); see `latprof predict ARCH --lut {lut}`"
         )
+
+
+# ---------------------------------------------------------------------- compare
+
+
+@command("compare")
+def compare_cmd(
+    space: Annotated[str, typer.Option("--space", help="Built-in space or .toml file.")] = "mbv2",
+    samples: Annotated[int, typer.Option("--samples", help="Random architectures.")] = 30,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed (reproducible).")] = 0,
+    lut: Annotated[
+        Path | None,
+        typer.Option("--lut", help="A lookup table of the same space: adds the lut predictor."),
+    ] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            "--calibration",
+            help="Peak MAC/s and bandwidth from `latprof env --calibrate --save FILE`. "
+            "Default: measured now.",
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Write a predicted-vs-measured scatter (needs matplotlib)."),
+    ] = None,
+    details: Annotated[
+        Path | None,
+        typer.Option("--details", help="Write the per-architecture numbers (.csv/.json/...)."),
+    ] = None,
+    device: DeviceOpt = "cpu",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size.")] = 1,
+    dtype: DtypeOpt = "float32",
+    threads: ThreadsOpt = None,
+    warmup: Annotated[int, typer.Option("--warmup", help="Warm-up passes per arch.")] = 10,
+    trials: Annotated[int, typer.Option("--trials", help="Timed passes per arch.")] = 20,
+    allow_mismatch: AllowOpt = False,
+    fmt: FormatOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Rank random architectures by FLOPs, roofline, systolic model and LUT vs measured."""
+    import time
+
+    import torch
+
+    from latprof.config import ProfileConfig, parse_device
+    from latprof.lut.spaces import get_space
+    from latprof.lut.validate import Settings
+    from latprof.predictors import compare as cmp
+    from latprof.profiler import check_device
+
+    device = parse_device(device)
+    ProfileConfig(device=device, dtype=dtype, threads=threads, warmup=warmup, trials=trials)
+    check_device(device)
+    if samples < 2:
+        raise UsageError(f"--samples must be at least 2 to rank anything, got {samples}")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if plot is not None and plot.suffix != ".png":
+        raise UsageError(f"--plot {plot}: write a .png file")
+    the_space = get_space(space)
+    table = None
+    if lut is not None:
+        from latprof.lut.table import LatencyTable
+
+        table = LatencyTable.load(lut)
+        if table.meta.get("space_hash") != the_space.hash():
+            raise UsageError(
+                f"{lut} is a table of space {table.meta.get('space')!r}, not {the_space.name!r}"
+            )
+        table.check_target(
+            allow_mismatch, device=device, batch=batch_size, dtype=dtype, threads=threads
+        )
+    if threads is not None:
+        torch.set_num_threads(threads)
+    from latprof import calibrate
+
+    started = time.monotonic()
+    if calibration is not None:
+        cal = calibrate.load(calibration)
+    else:
+        cal = calibrate.measure(device, dtype)
+    archs = cmp.sample_archs(the_space, samples, seed)
+    view = ProgressView(f"comparing on {the_space.name}", delay_s=0.0)
+    try:
+        result = cmp.compare(
+            the_space,
+            archs,
+            Settings(device, dtype, warmup, trials),
+            batch_size,
+            calibration=cal,
+            table=table,
+            progress=lambda d, t: view("archs", d, t),
+        )
+    finally:
+        view.close()
+    if details is not None:
+        from latprof.cli import resolve_formats
+
+        _, detail_fmt = resolve_formats(None, details)
+        _save_rows(result.archs, details, detail_fmt or "csv")
+        typer.echo(f"latprof: wrote {details}", err=True)
+    if plot is not None:
+        cmp.plot(result, plot)
+        typer.echo(f"latprof: wrote {plot}", err=True)
+    _write_rows(result.metric_rows(), fmt, out, f"Predictors vs measured, {samples} archs")
+    typer.echo(
+        f"{samples} architectures of {the_space.name} measured in "
+        f"{time.monotonic() - started:.1f} s ({device}, batch {batch_size}, {dtype}, "
+        f"{torch.get_num_threads()} threads); calibration: "
+        f"{cal.peak_macs_per_s / 1e9:.1f} GMAC/s, {cal.bandwidth_bytes_per_s / 1e9:.1f} GB/s"
+        + ("" if table is not None else "; no --lut, so no lut predictor"),
+        err=True,
+    )

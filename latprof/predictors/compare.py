@@ -1,0 +1,138 @@
+"""Rank random architectures of a space by each predictor and by measured latency.
+
+For `latprof compare`: N seeded random archs, each measured end to end, and per predictor
+(flops, roofline, systolic, lut) Kendall tau, Spearman rho, MAPE after a scale fit and the
+overlap of the fastest 10 %.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from latprof.lut import arch as archmod
+from latprof.predictors import describe, make, metrics
+
+if TYPE_CHECKING:
+    from latprof.calibrate import Calibration
+    from latprof.lut.space import SearchSpace
+    from latprof.lut.table import LatencyTable
+    from latprof.lut.validate import Settings
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Comparison:
+    """Per-arch records (measured and each predictor's number) and per-predictor metrics.
+
+    Units of the per-arch numbers: flops in MACs, roofline and lut in µs, systolic in cycles.
+    """
+
+    archs: list[dict[str, Any]] = field(default_factory=list)
+    predictors: list[str] = field(default_factory=list)
+
+    def metric_rows(self) -> list[dict[str, Any]]:
+        measured = [a["measured_us"] for a in self.archs]
+        rows = []
+        for name in self.predictors:
+            pred = [a[name] for a in self.archs]
+            rows.append(
+                {
+                    "predictor": name,
+                    "kendall_tau": metrics.kendall_tau(pred, measured),
+                    "spearman": metrics.spearman(pred, measured),
+                    "mape": metrics.mape_after_fit(pred, measured),
+                    "top10_overlap": metrics.top_overlap(pred, measured, 0.1),
+                    "scale": metrics.fit_scale(pred, measured),
+                }
+            )
+        return rows
+
+
+def sample_archs(space: SearchSpace, samples: int, seed: int) -> list[archmod.Arch]:
+    """`samples` random archs, reproducible from `seed`."""
+    rng = random.Random(seed)
+    return [archmod.sample(space, rng, f"sample-{seed}-{i}") for i in range(samples)]
+
+
+def compare(
+    space: SearchSpace,
+    archs: list[archmod.Arch],
+    settings: Settings,
+    batch: int,
+    calibration: Calibration | None = None,
+    table: LatencyTable | None = None,
+    progress: Progress | None = None,
+) -> Comparison:
+    """Measure every arch end to end and predict it with every available predictor."""
+    from latprof.lut.predict import predict_arch
+    from latprof.lut.validate import measure_end_to_end
+    from latprof.profiler import DTYPES
+
+    dtype_bytes = DTYPES[settings.dtype].itemsize
+    names = ["flops", "systolic"]
+    if calibration is not None:
+        names.insert(1, "roofline")
+    funcs = {n: make(n, calibration) for n in names}
+    if table is not None:
+        names.append("lut")
+    result = Comparison(predictors=names)
+    for i, arch in enumerate(archs):
+        if progress:
+            progress(i, len(archs))
+        net = archmod.build_module(arch, space)
+        x = torch.randn(*archmod.input_shape(arch, space, batch))
+        layers = describe(net, (x,), dtype_bytes=dtype_bytes)
+        stats, macs = measure_end_to_end(net, (x,), {}, settings)
+        record: dict[str, Any] = {
+            "arch": arch.name,
+            "measured_us": stats.median,
+            "measured_iqr_us": stats.iqr,
+            "macs": macs,
+        }
+        for name, fn in funcs.items():
+            record[name] = fn(layers) * (1e6 if name == "roofline" else 1.0)
+        if table is not None:
+            record["lut"] = predict_arch(table, arch, space, on_miss="measure").total_us
+        record["choices"] = " ".join(c.label() for c in arch.choices)
+        result.archs.append(record)
+    if progress:
+        progress(len(archs), len(archs))
+    return result
+
+
+def plot(result: Comparison, path: Any) -> None:
+    """Predicted (after the scale fit) vs measured scatter, one panel per predictor."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from latprof.errors import UsageError
+
+        raise UsageError(
+            "--plot needs matplotlib: pip install 'latprof[plot]' (or pip install matplotlib)"
+        ) from None
+    measured = [a["measured_us"] / 1e3 for a in result.archs]
+    rows = result.metric_rows()
+    fig, axes = plt.subplots(1, len(rows), figsize=(4 * len(rows), 4), squeeze=False)
+    for ax, row in zip(axes[0], rows, strict=True):
+        scale = row["scale"]
+        pred = [a[row["predictor"]] * scale / 1e3 for a in result.archs]
+        ax.scatter(measured, pred, s=12)
+        lo, hi = min(measured + pred), max(measured + pred)
+        ax.plot([lo, hi], [lo, hi], color="grey", linewidth=0.8)
+        ax.set_title(f"{row['predictor']}: tau {row['kendall_tau']:.2f}")
+        ax.set_xlabel("measured (ms)")
+        ax.set_ylabel("predicted, scaled (ms)")
+    fig.tight_layout()
+    from latprof.io.atomic import write_with
+
+    write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)

@@ -1,0 +1,87 @@
+"""latprof compare: seeded sampling, every predictor ranked against measured, plot, errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from latprof.cli import app
+from latprof.lut.spaces import get_space
+from latprof.predictors.compare import Comparison, sample_archs
+
+TINY = Path(__file__).parent / "spaces" / "tiny.toml"
+FAST = ["--warmup", "1", "--trials", "3", "--threads", "1"]
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_sampling_is_reproducible() -> None:
+    space = get_space("mbv2")
+    a, b, c = (sample_archs(space, 6, s) for s in (3, 3, 4))
+    assert [x.choices for x in a] == [x.choices for x in b]
+    assert [x.choices for x in a] != [x.choices for x in c]
+
+
+def test_metric_rows_on_known_rankings() -> None:
+    result = Comparison(
+        archs=[{"measured_us": m, "good": 2 * m, "bad": -m} for m in (1.0, 2.0, 3.0, 4.0, 5.0)],
+        predictors=["good", "bad"],
+    )
+    good, bad = result.metric_rows()
+    assert (good["kendall_tau"], good["spearman"], good["top10_overlap"]) == (1.0, 1.0, 1.0)
+    assert good["mape"] == pytest.approx(0.0) and good["scale"] == pytest.approx(0.5)
+    assert (bad["kendall_tau"], bad["spearman"], bad["top10_overlap"]) == (-1.0, -1.0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_lut(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("lut") / "tiny.parquet"
+    result = invoke("build-lut", "--space", str(TINY), "--width-step", "4", *FAST, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_compare_end_to_end(tiny_lut: Path, tmp_path: Path) -> None:
+    details = tmp_path / "archs.csv"
+    args = ["compare", "--space", str(TINY), "--samples", "5", "--seed", "1", *FAST]
+    result = invoke(*args, "--lut", str(tiny_lut), "--details", str(details), "-f", "csv")
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(io.StringIO(result.stdout))
+    assert list(df.columns[:5]) == ["predictor", "kendall_tau", "spearman", "mape", "top10_overlap"]
+    assert list(df["predictor"]) == ["flops", "roofline", "systolic", "lut"]
+    assert df["kendall_tau"].between(-1, 1).all() and (df["mape"] >= 0).all()
+    archs = pd.read_csv(details)
+    assert list(archs["arch"]) == [f"sample-1-{i}" for i in range(5)]
+    assert (archs["flops"] == archs["macs"]).all() and (archs["lut"] > 0).all()
+    again = pd.read_csv(io.StringIO(invoke(*args, "--details", str(details)).stdout))
+    assert list(pd.read_csv(details)["choices"]) == list(archs["choices"])  # same seed, same archs
+    assert "lut" not in set(again["predictor"])  # no --lut: no lut predictor
+    assert "no --lut" in invoke(*args).stderr
+
+
+def test_compare_bad_input(tiny_lut: Path, tmp_path: Path) -> None:
+    one = invoke("compare", "--space", str(TINY), "--samples", "1")
+    assert one.exit_code == 2 and "at least 2" in one.stderr
+    other = invoke("compare", "--space", "uboost", "--samples", "3", "--lut", str(tiny_lut))
+    assert other.exit_code == 2 and "is a table of space 'tiny', not 'uboost'" in other.stderr
+    bad = invoke("compare", "--space", str(TINY), "--plot", str(tmp_path / "p.jpg"))
+    assert bad.exit_code == 2 and "write a .png file" in bad.stderr
+
+
+def test_plot_written_or_clear_error(tmp_path: Path) -> None:
+    png = tmp_path / "scatter.png"
+    result = invoke("compare", "--space", str(TINY), "--samples", "3", *FAST, "--plot", str(png))
+    if importlib.util.find_spec("matplotlib") is None:
+        assert result.exit_code == 2 and "pip install 'latprof[plot]'" in result.stderr
+        assert not png.exists()
+    else:
+        assert result.exit_code == 0, result.output
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
