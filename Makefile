@@ -1,19 +1,28 @@
 # Everything installs into .venv from scratch. Override TORCH for a CUDA build, e.g.
 #   make install TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+# Changing TORCH (or pyproject.toml) redoes the install: .venv/.torch records the TORCH used.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TORCH_FILE := $(VENV)/.torch
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean FORCE
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Rewritten only when TORCH differs from the recorded value, so its date changes only then.
+$(TORCH_FILE): FORCE
+	@mkdir -p $(VENV)
+	@if [ "$$(cat $@ 2>/dev/null)" != '$(TORCH)' ]; then printf '%s\n' '$(TORCH)' > $@; fi
+
+# A changed TORCH reinstalls torch over the old one (pip keeps an installed torch of the
+# same version, e.g. the CPU build when TORCH names a CUDA index).
+$(STAMP): pyproject.toml $(TORCH_FILE)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet $(if $(wildcard $(STAMP)),$(if $(filter $(TORCH_FILE),$?),--force-reinstall)) $(TORCH)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -31,3 +40,5 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+FORCE:

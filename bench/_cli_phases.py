@@ -3,9 +3,11 @@
     python bench/_cli_phases.py OUT.json profile zoo:dscnn --threads 1 --format csv
 
 The imports the CLI would do lazily are done first, one at a time and in the CLI's order, so
-each one's cost is measured on its own; then the CLI's own entry point runs with the phases
-of `latprof.profiler.profile` wrapped in timers. Writes {"phases": [[name, s], ...],
-"in_process_s": s} to OUT.json. Not a benchmark itself (no main()); run_all skips it.
+each one's cost is measured on its own (CSV output imports neither pyarrow nor rich); then
+the CLI runs in-process (`latprof.cli.run_cli`) with the phases of `latprof.profiler.profile`
+wrapped in timers. Writes {"phases": [[name, s], ...], "in_process_s": s} to OUT.json, then
+ends with os._exit like the console entry point `latprof.cli.main` (no interpreter teardown).
+Not a benchmark itself (no main()); run_all skips it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ T0 = time.perf_counter()
 
 import importlib  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -55,8 +58,9 @@ def run(out_path: str, argv: list[str]) -> None:
     timed_import("import torch", "torch")
     timed_import("import thop (on top of torch)", "thop")
     timed_import("import latprof.loading/profiler/flops/env (rest)", "latprof.profiler")
-    timed_import("import pyarrow (via latprof.io.profile_file)", "latprof.io.profile_file")
-    timed_import("import rich renderers (latprof.render.terminal)", "latprof.render.terminal")
+    if "csv" not in argv and "markdown" not in argv:
+        timed_import("import pyarrow (via latprof.io.profile_file)", "latprof.io.profile_file")
+        timed_import("import rich renderers (latprof.render.terminal)", "latprof.render.terminal")
 
     import latprof.cli
     import latprof.env
@@ -75,7 +79,7 @@ def run(out_path: str, argv: list[str]) -> None:
     sys.argv = ["latprof", *argv]
     start = time.perf_counter()
     try:
-        latprof.cli.main()
+        latprof.cli.run_cli()
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
@@ -106,3 +110,6 @@ def run(out_path: str, argv: list[str]) -> None:
 
 if __name__ == "__main__":
     run(sys.argv[1], sys.argv[2:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # as latprof.cli.main does

@@ -95,8 +95,8 @@ def bench_help() -> None:
     probe = (
         "import sys\n"
         "sys.argv = ['latprof', '--help']\n"
-        "from latprof.cli import main\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "from latprof.cli import run_cli\n"
+        "try:\n    run_cli()\nexcept SystemExit:\n    pass\n"
         "sys.stderr.write(str(sorted(m for m in ('torch', 'thop', 'pandas', 'pyarrow', 'numpy')"
         " if m in sys.modules)))\n"
     )
@@ -444,8 +444,8 @@ def cli_imports() -> str:
     probe = (
         "import sys\n"
         f"sys.argv = ['latprof', *{CLI_ARGS!r}]\n"
-        "from latprof.cli import main\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "from latprof.cli import run_cli\n"
+        "try:\n    run_cli()\nexcept SystemExit:\n    pass\n"
         "names = ('torch', 'thop', 'pandas', 'pyarrow', 'rich', 'pydantic')\n"
         "sys.stderr.write(' '.join(m for m in names if m in sys.modules))\n"
     )

@@ -5,6 +5,7 @@ Heavy imports (torch, pandas, pyarrow) happen inside commands so `--help` stays 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -202,6 +203,16 @@ class ProgressView:
 
 
 def print_notices(notices: list[Any]) -> None:
+    """Warnings to stderr: styled on a terminal, plain text (no colour codes) otherwise."""
+    if not notices:
+        return
+    if not sys.stderr.isatty():
+        from latprof.render.text import notice_plain
+
+        sys.stdout.flush()  # keep the order of stdout and stderr when both go to one file
+        sys.stderr.write("".join(notice_plain(n) for n in notices))
+        sys.stderr.flush()
+        return
     from latprof.render.terminal import notice_text
 
     err = console(stderr=True)
@@ -210,24 +221,30 @@ def print_notices(notices: list[Any]) -> None:
 
 
 def render_profile(prof: Any, fmt: str, by: str, top: int) -> str | Any:
-    """A profile as text in `fmt` (or a rich renderable for 'table')."""
-    from latprof.io.profile_file import dumps_json
-    from latprof.render import text
-    from latprof.render.terminal import profile_view
+    """A profile as text in `fmt` (or a rich renderable for 'table').
 
+    Renderers are imported per format: CSV and Markdown need neither rich nor pyarrow.
+    """
     if fmt == "table":
+        from latprof.render.terminal import profile_view
+
         return profile_view(prof, by=by, top=top)
     if fmt == "json":
+        from latprof.io.profile_file import dumps_json
+
         return dumps_json(prof)
+    from latprof.render import text
+
     rows = prof.layer_rows() if by == "layer" else prof.category_rows()
     return text.to_csv(rows) if fmt == "csv" else text.to_markdown(rows)
 
 
 def write_profile(prof: Any, path: Path, fmt: str, by: str, top: int) -> None:
-    from latprof.io import profile_file
     from latprof.io.atomic import write_text
 
     if fmt == "parquet":
+        from latprof.io import profile_file
+
         profile_file.save_parquet(prof, path)
         return
     rendered = render_profile(prof, fmt, by, top)
@@ -251,11 +268,9 @@ def emit_profile(
         write_profile(prof, out, file_fmt, by, top)
     if stdout_fmt == "table":
         console().print(render_profile(prof, "table", by, top))
-        print_notices(prof.notices)
     elif stdout_fmt is not None:
         sys.stdout.write(render_profile(prof, stdout_fmt, by, top))
-        if prof.notices and sys.stderr.isatty():
-            print_notices(prof.notices)
+    print_notices(prof.notices)  # always, whatever stdout is
     if out is not None:
         typer.echo(f"latprof: wrote {out}", err=True)
 
@@ -293,7 +308,7 @@ def profile_cmd(
     threads: ThreadsOpt = None,
     warmup: Annotated[int, typer.Option("--warmup", help="Warm-up passes, never sampled.")] = 10,
     trials: Annotated[
-        int, typer.Option("--trials", help="Timed passes (each with and without hooks).")
+        int, typer.Option("--trials", help="Timed passes (each with and without the layer timers).")
     ] = 20,
     by: ByOpt = "category",
     fmt: FormatOpt = None,
@@ -334,13 +349,22 @@ def profile_cmd(
 
 @command("report")
 def report_cmd(
-    file: Annotated[Path, typer.Argument(help="A profile saved as .parquet or .json.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A profile saved as .parquet or .json, or a lookup table (.parquet) from "
+            "build-lut."
+        ),
+    ],
     by: ByOpt = "category",
     fmt: FormatOpt = None,
     out: OutOpt = None,
     top: TopOpt = 10,
 ) -> None:
-    """Render a saved profile again, in any format."""
+    """Render a saved profile or lookup table again, in any format.
+
+    Lookup tables (from build-lut): --by category sums per op, --by layer lists entries.
+    """
     from latprof.io import profile_file
 
     check_by(by)
@@ -443,11 +467,47 @@ def expand_multi(argv: list[str]) -> list[str]:
     return out
 
 
-def main() -> None:
-    app(args=expand_multi(sys.argv[1:]), prog_name="latprof")
+def run_cli(argv: list[str] | None = None) -> None:
+    """Run the app on argv (default sys.argv[1:]); raises SystemExit like any click app."""
+    app(args=expand_multi(sys.argv[1:] if argv is None else argv), prog_name="latprof")
 
 
-import latprof.cli_lut  # noqa: E402, F401  (registers the lookup-table commands)
+def exit_code(code: object) -> int:
+    """The process exit status for a SystemExit code (None -> 0, text -> printed, 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    sys.stderr.write(f"{code}\n")
+    return 1
+
+
+def main() -> NoReturn:
+    """Console-script entry point (also `python -m latprof`).
+
+    After the command has finished and both streams are flushed, the process ends with
+    os._exit: that skips the interpreter's teardown of torch (about 0.25 s). Exceptions
+    other than SystemExit (tracebacks with --debug) take Python's normal path. Tests call
+    the typer `app` (or run_cli) in-process and never reach os._exit.
+    """
+    try:
+        run_cli()
+    except SystemExit as exc:
+        code = exit_code(exc.code)
+    else:  # pragma: no cover - click's standalone mode always raises SystemExit
+        code = 0
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # reader went away, or stream closed
+            pass
+        except OSError:
+            code = code or 1
+    os._exit(code)
+
+
+import latprof.cli_lut  # noqa: E402  (registers the lookup-table commands)
+import latprof.cli_search  # noqa: E402, F401  (registers arch, predict, validate)
 
 if __name__ == "__main__":
     main()

@@ -170,7 +170,7 @@ def build_lut_cmd(
             width_step=None,
         )
     else:
-        from latprof.lut.spaces import default_width_step, get_space
+        from latprof.lut.spaces import BUILTIN, default_width_step, get_space
 
         the_space = get_space(space or DEFAULT_SPACE)
         step = width_step or default_width_step(the_space.name)
@@ -179,6 +179,7 @@ def build_lut_cmd(
         meta.update(
             source="space",
             space=the_space.name,
+            space_file=None if space in BUILTIN or space is None else str(Path(space).resolve()),
             space_hash=the_space.hash(),
             width_step=step,
             models=None,
@@ -232,9 +233,10 @@ def build_lut_cmd(
     finally:
         view.close()
     elapsed = time.monotonic() - started
+    took = f"{elapsed:.2f}" if elapsed < 10 else f"{elapsed:.1f}"  # comparable with --dry-run
     lines = [
         f"wrote {out}: {len(jobs)} entries ({result.measured} measured, {result.reused} "
-        f"reused) in {elapsed:.1f} s on {meta['device_name']}, batch {batch}, {dtype}"
+        f"reused) in {took} s on {meta['device_name']}, batch {batch}, {dtype}"
     ]
     if result.failed:
         lines.append(f"{len(result.failed)} entries failed (kept as status=failed):")
@@ -248,30 +250,36 @@ def build_lut_cmd(
 
 
 def _dry_run(jobs: list[Any], settings: Any, out: Path) -> None:
-    """Count entries; estimate the time from a few sample entries, each timed briefly."""
+    """Count entries; estimate the build time by measuring a few sample entries for real."""
     from latprof.lut import builder
     from latprof.lut.table import LatencyTable
-    from latprof.measure.clocks import clock_for
 
     done = set(LatencyTable.load(out).rows) if out.exists() else set()
     todo = [j for j in jobs if j.key not in done]
-    samples = todo[:: max(1, len(todo) // 5)][:5]
-    estimate = 0.0
-    if samples:
-        quick = builder.BuildSettings(
-            device=settings.device, dtype=settings.dtype, batch=settings.batch, warmup=1, trials=3
-        )
-        started = time.monotonic()
-        rows = builder.measure_jobs(samples, quick, clock_for(settings.device))
-        setup = (time.monotonic() - started) / len(samples)
-        passes = settings.warmup + settings.trials
-        per = [r["time_us_median"] / 1e6 for r in rows if r["status"] == "ok"]
-        mean_pass = sum(per) / len(per) if per else 0.0
-        estimate = len(todo) * (setup + passes * mean_pass)
-    typer.echo(
-        f"{len(jobs)} entries, {len(todo)} to measure ({len(jobs) - len(todo)} already "
-        f"in {out}); estimated {estimate:.1f} s of measuring from {len(samples)} sample entries"
-    )
+    lines = [
+        f"{len(jobs)} entries, {len(todo)} to measure ({len(jobs) - len(todo)} already in {out})"
+    ]
+    if todo:
+        est = builder.estimate_build(todo, settings)
+        k = len(est.sampled)
+        if est.by_proxy:
+            how = (
+                f"measured {k} sample entries for real, one from each of {k} equal groups of "
+                f"the entries sorted by a cost proxy (MACs + {builder.ELEMENT_WEIGHT} x tensor "
+                "elements), and scaled each group by its mean proxy"
+            )
+        else:
+            how = f"measured {k} sample entries spread over the list, scaled by entry count"
+        total = f"{est.seconds:.2f}" if est.seconds < 10 else f"{est.seconds:.1f}"
+        lines += [
+            f"estimated build time: {total} s (an estimate, typically within ±20 %; "
+            "the command's start-up is not included)",
+            f"  how: {how}; warm-up {settings.warmup}, trials {settings.trials}, "
+            f"{est.sample_s:.2f} s of sampling.",
+            f"  passes {est.passes_s:.2f} s + {len(todo)} x {est.per_entry_s * 1e3:.1f} ms per "
+            f"entry (build, MAC count) + saves {est.saves_s:.2f} s",
+        ]
+    typer.echo("\n".join(lines))
 
 
 @command("merge")

@@ -268,14 +268,8 @@ def notices_for(prof: Profile, uncalled: int = 0) -> list[Notice]:
                 "register one with latprof.flops.register_counter(type, fn)",
             )
         )
-    if s.unattributed_us < 0 and abs(s.unattributed_us) > s.e2e.iqr:
-        out.append(
-            Notice(
-                "negative-unattributed",
-                f"the leaf sum exceeds end-to-end latency by {-s.unattributed_us:.1f} µs",
-                "the measurement is noisy or the hook bias drifted; raise --trials",
-            )
-        )
+    if s.unattributed_us < 0:
+        out.append(_negative_unattributed(prof))
     if len(prof.e2e_us) < 5:
         out.append(
             Notice(
@@ -293,3 +287,21 @@ def notices_for(prof: Profile, uncalled: int = 0) -> list[Notice]:
             )
         )
     return out
+
+
+def _negative_unattributed(prof: Profile) -> Notice:
+    """Why (unattributed) is negative: usually one slow sample raising a layer's mean."""
+    s = prof.summary
+    excess = -s.unattributed_us
+    within = f", within the end-to-end IQR of {s.e2e.iqr:.2f} µs" if excess <= s.e2e.iqr else ""
+    hint = "compare time_us with time_us_median in --by layer"
+    gaps = [(layer.stats.mean - layer.stats.median, layer.name) for layer in prof.layers]
+    gap, name = max(gaps, default=(0.0, ""))
+    if gap > 0:
+        hint += f" (largest gap: {name}, mean {gap:.2f} µs above its median)"
+    return Notice(
+        "negative-unattributed",
+        f"(unattributed) is negative: the leaf sum exceeds end-to-end latency by "
+        f"{excess:.2f} µs{within}; a slow sample (spike) in a layer raises its mean",
+        f"{hint}; raise --trials, or re-run on a quieter machine",
+    )

@@ -1,8 +1,11 @@
-"""Assertions shared by tests."""
+"""Assertions and fake-clock modules shared by tests."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+
+from latprof.measure.clocks import FakeClock
 
 
 def assert_untouched(model: nn.Module, keys: list[str], flags: list[bool]) -> None:
@@ -17,3 +20,15 @@ def assert_untouched(model: nn.Module, keys: list[str], flags: list[bool]) -> No
 
 def snapshot(model: nn.Module) -> tuple[list[str], list[bool]]:
     return list(model.state_dict().keys()), [m.training for m in model.modules()]
+
+
+class Work(nn.Module):
+    """A leaf that 'takes' `ns` nanoseconds of fake time."""
+
+    def __init__(self, clock: FakeClock, ns: int) -> None:
+        super().__init__()
+        self.clock, self.ns = clock, ns
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.clock.advance(self.ns)
+        return x + 0

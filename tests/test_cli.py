@@ -99,7 +99,7 @@ def test_table_format_renders_summary() -> None:
     result = invoke("profile", GOOD, *FAST, "--format", "table")
     assert result.exit_code == 0
     assert "Time per layer category" in result.stdout
-    assert "unattributed" in result.stdout and "hook overhead" in result.stdout
+    assert "unattributed" in result.stdout and "timer overhead" in result.stdout
 
 
 def test_zoo_listing() -> None:
@@ -213,3 +213,38 @@ def test_help_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_notices_go_to_stderr_as_plain_text_on_a_pipe(tmp_path: Path) -> None:
+    # CliRunner: neither stdout nor stderr is a terminal; --trials 3 gives a few-trials notice
+    for extra in ([], ["-o", str(tmp_path / "p.csv")]):
+        result = invoke("profile", GOOD, *FAST, *extra)
+        assert result.exit_code == 0, result.output
+        assert "Warning: only 3 trial(s)" in result.stderr
+        assert "  hint: use --trials 10 or more" in result.stderr
+        assert "\x1b[" not in result.stderr
+        assert "Warning" not in result.stdout
+
+
+def test_report_help_mentions_lookup_tables() -> None:
+    result = invoke("report", "--help")
+    assert result.exit_code == 0
+    assert "profile or lookup table" in " ".join(result.stdout.split())
+
+
+def test_console_entry_point_exit_codes(tmp_path: Path) -> None:
+    """main() ends with os._exit after flushing: output complete, exit codes kept."""
+    script = "import sys; from latprof.cli import main; sys.argv[0] = 'latprof'; main()"
+    ok = subprocess.run(
+        [sys.executable, "-c", script, "profile", GOOD, *FAST, "--by", "layer"],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert len(pd.read_csv(io.StringIO(ok.stdout))) == 4 and "Warning:" in ok.stderr
+    bad = subprocess.run(
+        [sys.executable, "-c", script, "profile", "missing.py"], text=True, capture_output=True
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("latprof: error: ")
+    usage = subprocess.run([sys.executable, "-c", script, "nope"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "No such command" in usage.stderr

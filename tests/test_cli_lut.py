@@ -134,6 +134,8 @@ def test_space_dry_run_and_small_build(tmp_path: Path) -> None:
     dry = invoke("build-lut", "--space", "uboost", "--dry-run", *FAST)
     assert dry.exit_code == 0, dry.output
     assert dry.stdout.startswith("42 entries, 42 to measure")
+    assert "estimated build time:" in dry.stdout and "an estimate" in dry.stdout
+    assert "measured 5 sample entries for real" in dry.stdout and "cost proxy" in dry.stdout
     out = tmp_path / "u.parquet"
     result = invoke("build-lut", "--space", "uboost", "--shard", "0/6", *FAST, "-o", str(out))
     assert result.exit_code == 0, result.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -9,22 +11,10 @@ from torch import nn
 from latprof.config import ProfileConfig
 from latprof.errors import ModelRunError, UsageError
 from latprof.measure.clocks import FakeClock
-from latprof.profiler import profile
-from tests.helpers import assert_untouched, snapshot
+from latprof.profiler import notices_for, profile
+from tests.helpers import Work, assert_untouched, snapshot
 
 READ_NS = 100  # each clock read costs 100 ns of fake time
-
-
-class Work(nn.Module):
-    """A leaf that 'takes' `ns` nanoseconds of fake time."""
-
-    def __init__(self, clock: FakeClock, ns: int) -> None:
-        super().__init__()
-        self.clock, self.ns = clock, ns
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.clock.advance(self.ns)
-        return x + 0
 
 
 class Conv(Work):
@@ -243,3 +233,20 @@ def test_instance_forward_is_restored_and_scripted_leaf_is_unattributed() -> Non
 def test_torchscript_root_is_refused() -> None:
     with pytest.raises(UsageError, match="TorchScript"):
         profile(torch.jit.script(nn.Linear(2, 2)), (torch.zeros(1, 2),))
+
+
+def test_negative_unattributed_from_one_spike_has_a_notice_with_a_hint() -> None:
+    clock = FakeClock(read_cost_ns=READ_NS)
+    prof = run(Net(clock), clock, trials=20)
+    assert not [n for n in prof.notices if n.kind == "negative-unattributed"]
+    # one 20 µs spike in c1 raises the leaf sum by 1 µs, past the end-to-end mean of 8.6 µs,
+    # but by less than the end-to-end IQR
+    layers = [replace(layer, samples_us=list(layer.samples_us)) for layer in prof.layers]
+    layers[0].samples_us[7] += 20.0
+    e2e = [8.6 + d for d in [-1.5, -0.5, 0.5, 1.5] * 5]
+    spiked = replace(prof, layers=layers, e2e_us=e2e, notices=[])
+    s = spiked.summary
+    assert s.unattributed_us == pytest.approx(-0.4) and -s.unattributed_us < s.e2e.iqr
+    [notice] = [n for n in notices_for(spiked) if n.kind == "negative-unattributed"]
+    assert "exceeds end-to-end latency by 0.40 µs" in notice.message
+    assert "time_us_median" in notice.hint and "largest gap: c1" in notice.hint

@@ -16,6 +16,7 @@ from latprof.lut.builder import BuildSettings, Job
 from latprof.lut.space import Candidate, SearchSpace, Slot
 from latprof.lut.table import COLUMNS, LatencyTable, merge
 from latprof.measure.clocks import FakeClock
+from tests.helpers import Work
 
 SETTINGS = BuildSettings(warmup=1, trials=3, flush_every=2)
 META = {
@@ -32,16 +33,6 @@ META = {
     "trials": 3,
     "width_step": 4,
 }
-
-
-class Work(nn.Module):
-    def __init__(self, clock: FakeClock, ns: int) -> None:
-        super().__init__()
-        self.clock, self.ns = clock, ns
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.clock.advance(self.ns)
-        return x
 
 
 def space() -> SearchSpace:
@@ -177,3 +168,127 @@ def test_real_block_entries_build_and_measure(tmp_path: Path) -> None:
     table = LatencyTable.load(out)
     assert all(r["status"] == "ok" and r["time_us_median"] > 0 for r in table.rows.values())
     assert {r["input_shape"] for r in table.rows.values()} == {"2x8x4x4"}
+
+
+def fake_table(rows: dict[str, float]) -> LatencyTable:
+    """A table of hand-made ok rows: key -> median µs (mid parsed from the key)."""
+    table = LatencyTable(dict(META))
+    for key, us in rows.items():
+        table.add(
+            {
+                "key": key,
+                "mid": int(key.split("|")[3][1:]),
+                "status": "ok",
+                "time_us_median": us,
+            }
+        )
+    return table
+
+
+def entry_key(mid: int, se: int, c_in: int = 16) -> str:
+    return f"mbinvres|k3|s1|m{mid}|se{se}|relu|d1|{c_in}>{c_in}|8x8|b1|float32"
+
+
+def test_interpolation_across_mid_dependent_se() -> None:
+    # se rule "quarter": se = mid // 4, so measured neighbours have other se fields
+    table = fake_table({entry_key(32, 8): 32.0, entry_key(40, 10): 40.0, entry_key(64, 16): 64.0})
+    assert table.get(entry_key(36, 9)) == pytest.approx(36.0)
+    assert table.get(entry_key(48, 12)) == pytest.approx(48.0)
+    assert table.get(entry_key(40, 10)) == 40.0  # exact
+    assert table.get(entry_key(36, 0)) is None  # no SE: only se = 0 rows qualify
+    assert table.get(entry_key(70, 17)) is None  # outside the measured widths
+    # other fields must agree: another c_in, kernel or activation never matches
+    assert table.get(entry_key(36, 9, c_in=24)) is None
+    assert table.get(entry_key(36, 9).replace("|k3|", "|k5|")) is None
+    assert table.get(entry_key(36, 9).replace("|relu|", "|relu6|")) is None
+
+
+def test_interpolation_fixed_se_and_no_se_kept_apart() -> None:
+    # se rule "c_in": se fixed at c_in = 16; no-SE rows of the same op must not be mixed in
+    table = fake_table(
+        {
+            entry_key(32, 16): 30.0,
+            entry_key(64, 16): 50.0,
+            entry_key(32, 0): 10.0,
+            entry_key(64, 0): 20.0,
+        }
+    )
+    assert table.get(entry_key(48, 16)) == pytest.approx(40.0)
+    assert table.get(entry_key(48, 0)) == pytest.approx(15.0)
+    # two SE rows at one width (rules c_in and quarter): the closer se wins
+    table.add({"key": entry_key(32, 8), "mid": 32, "status": "ok", "time_us_median": 99.0})
+    assert table.get(entry_key(48, 16)) == pytest.approx(40.0)
+
+
+QUARTER_SPACE = """
+name = "quarter"
+input = [8, 4, 4]
+[defaults]
+se = "quarter"
+[[stage]]
+c_out = 8
+ops = ["mbinvres_k3_e1-3", "mbinvres_k3_e2_se-none", "identity"]
+"""
+
+
+def test_toml_space_with_quarter_se_interpolates_every_width(tmp_path: Path) -> None:
+    from latprof.lut.toml_space import loads_toml_space
+
+    space = loads_toml_space(QUARTER_SPACE)
+    clock = FakeClock()
+    jobs = []
+    for job in builder.space_jobs(space, 1, "float32", width_step=5):
+        ns = max(job.columns["mid"], 1) * 1000 + job.columns["se"] * 100
+        jobs.append(Job(job.key, job.columns, lambda ns=ns: (Work(clock, ns), (torch.zeros(1),))))
+    assert [j.columns["mid"] for j in jobs] == [8, 13, 18, 23, 24, 16, 0]
+    out = tmp_path / "q.parquet"
+    builder.build(jobs, SETTINGS, out, META, clock=clock)
+    table = LatencyTable.load(out)
+    full = space.entries(1)
+    assert len(full) > len(jobs)
+    for entry in full:
+        key = entry.key(1, "float32")
+        value = table.get(key)
+        assert value is not None, key
+        if entry.mid and entry.se:
+            # linear between measured neighbours whose se (= mid // 4) differs
+            lo = max(j.columns["mid"] for j in jobs[:5] if j.columns["mid"] <= entry.mid)
+            hi = min(j.columns["mid"] for j in jobs[:5] if j.columns["mid"] >= entry.mid)
+            times = {m: m + (m // 4) / 10 for m in (lo, hi)}
+            t = 0 if hi == lo else (entry.mid - lo) / (hi - lo)
+            assert value == pytest.approx(times[lo] + t * (times[hi] - times[lo]))
+
+
+def test_cost_proxy_by_hand() -> None:
+    e = builder.ELEMENT_WEIGHT
+    # mbinvres 8 -> 8, mid 16, k3, stride 2, 4x4 -> 2x2, SE 4: expand 8*16*16 MACs, depthwise
+    # 9*16*4, project 16*8*4, SE 2*16*4; elements: x 128, expand 2*256, dw 2*64, out 2*32,
+    # SE 2*64
+    cols = {"op": "mbinvres", "kernel": 3, "stride": 2, "mid": 16, "se": 4, "c_in": 8}
+    cols |= {"c_out": 8, "h": 4, "w": 4}
+    macs = 8 * 16 * 16 + 9 * 16 * 4 + 16 * 8 * 4 + 2 * 16 * 4
+    assert builder.cost_proxy(cols) == macs + e * (128 + 512 + 128 + 64 + 128)
+    conv = {"op": "conv", "kernel": 3, "stride": 1, "c_in": 3, "c_out": 4, "h": 8, "w": 8}
+    assert builder.cost_proxy(conv) == 9 * 3 * 4 * 64 + e * (3 * 64 + 2 * 4 * 64)
+    same = {"op": "identity", "stride": 1, "c_in": 4, "c_out": 4, "h": 2, "w": 2}
+    assert builder.cost_proxy(same) == e * 16
+    assert builder.cost_proxy({"op": "Tanh", "input_shape": "1x4x2x2"}) == e * 32
+    assert builder.cost_proxy({"op": "Tanh"}) is None
+
+
+def test_estimate_is_exact_when_time_follows_the_proxy(tmp_path: Path) -> None:
+    clock = FakeClock()
+    jobs = []
+    for job in builder.space_jobs(space(), 1, "float32", width_step=1):
+        ns = int(builder.cost_proxy(job.columns) or 0)
+        jobs.append(Job(job.key, job.columns, lambda ns=ns: (Work(clock, ns), (torch.zeros(1),))))
+    est = builder.estimate_build(jobs, SETTINGS, clock=clock, samples=4)
+    proxies = sorted(builder.cost_proxy(j.columns) or 0 for j in jobs)
+    passes = SETTINGS.warmup + SETTINGS.trials
+    assert est.by_proxy and est.entries == 10 and len(est.sampled) == 4
+    assert est.passes_s == pytest.approx(passes * sum(proxies) / 1e9, rel=1e-9)
+    # sorted by proxy: identity, m8 .. m16; groups [0:2] [2:5] [5:8] [8:10], middle of each
+    assert [k.split("|")[3] for k in est.sampled] == ["m8", "m10", "m13", "m16"]
+    assert builder.estimate_build(jobs, SETTINGS, clock=clock, samples=4).sampled == est.sampled
+    assert est.seconds >= est.passes_s + est.saves_s > 0
+    assert builder.estimate_build([], SETTINGS).seconds == 0.0

@@ -59,8 +59,10 @@ def run(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 # --- registry ---------------------------------------------------------------------------
 
 
-def test_zoo_lists_cnn_and_dscnn() -> None:
-    assert set(ZOO) == {"cnn", "dscnn"}
+def test_zoo_lists_cnn_dscnn_and_the_tfnas_archs() -> None:
+    tfnas = {f"tfnas-{s}" for s in "abcd"}
+    tfnas |= {f"{n}-wose" for n in tfnas} | {"tfnas-cpu-a", "tfnas-cpu-b"}
+    assert set(ZOO) == {"cnn", "dscnn", "tfnas-mbv2-a", "tfnas-mbv2-b"} | tfnas
     for name, entry in ZOO.items():
         assert isinstance(entry, ZooEntry)
         assert entry.name == name
@@ -75,7 +77,7 @@ def test_zoo_model_builds_and_runs_on_default_input(name: str) -> None:
     model = entry.build()
     assert isinstance(model, nn.Module)
     out = run(model, torch.randn(entry.input_shape))
-    assert out.shape == (1, 10)
+    assert out.shape == (1, 1000 if name.startswith("tfnas") else 10)  # ImageNet / CIFAR
     assert torch.isfinite(out).all()
 
 
@@ -95,7 +97,7 @@ def test_get_entry_unknown_lists_known_names() -> None:
     with pytest.raises(ModelLoadError) as info:
         get_entry("resnet")
     message = str(info.value)
-    assert message == "unknown zoo model 'resnet'; known: cnn, dscnn"
+    assert message.startswith("unknown zoo model 'resnet'; known: cnn, dscnn, tfnas-a, ")
     assert "\n" not in message
 
 
@@ -115,7 +117,7 @@ def test_importing_zoo_does_not_import_torch() -> None:
         text=True,
         check=True,
     )
-    assert result.stdout.split() == ["False", "2"]
+    assert result.stdout.split() == ["False", "14"]
 
 
 # --- zoo:cnn ----------------------------------------------------------------------------

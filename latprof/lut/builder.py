@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
+import re
+import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +212,153 @@ def build(
         reused=reused,
         failed=[f"{r['key']}: {r['error']}" for r in rows if r["status"] != "ok"],
         noisy=[r["key"] for r in rows if r["status"] == "ok" and r["noisy"]],
+    )
+
+
+# ---------------------------------------------------------------- time estimate (--dry-run)
+
+ELEMENT_WEIGHT = 16
+"""In cost_proxy, one tensor element read or written counts as this many MACs: on CPU,
+depthwise convs, BN and activations are bound by memory traffic, not by arithmetic."""
+
+
+@dataclass(frozen=True)
+class BuildEstimate:
+    """A build's expected time, extrapolated from a few sample entries measured for real."""
+
+    entries: int
+    seconds: float
+    sampled: list[str]  # keys of the sample entries, cheapest first
+    sample_s: float  # wall time spent measuring the samples
+    per_entry_s: float  # per entry beyond its passes: build, MAC count, statistics
+    passes_s: float  # every entry's warm-up and timed passes
+    saves_s: float  # writing the table after each batch of flush_every entries
+    by_proxy: bool  # whether samples were scaled by cost_proxy (else by count)
+
+
+def _elements(shape_text: str) -> int | None:
+    """Total elements of 'AxBxC' or several such shapes separated by commas."""
+    try:
+        return sum(math.prod(int(d) for d in s.split("x")) for s in shape_text.split(","))
+    except ValueError:
+        return None
+
+
+def cost_proxy(columns: dict[str, Any]) -> float | None:
+    """Rough relative cost of one forward pass of an entry, from its columns alone:
+    MACs + ELEMENT_WEIGHT x tensor elements read and written. None when unknown."""
+    get = columns.get
+    op = get("op")
+    k, s = get("kernel") or 1, get("stride") or 1
+    ci, co, mid, se = get("c_in") or 0, get("c_out") or 0, get("mid") or 0, get("se") or 0
+    h, w = get("h") or 0, get("w") or 0
+    ho, wo = math.ceil(h / s), math.ceil(w / s)
+    x_in, out = ci * h * w, co * ho * wo
+    if op in ("conv", "dil_conv"):
+        macs, elems = k * k * ci * out, x_in + 2 * out
+    elif op == "sep_conv":
+        macs, elems = (k * k + co) * ci * ho * wo, x_in + 2 * ci * ho * wo + 2 * out
+    elif op == "mbinvres":  # [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 project
+        expand = mid != ci
+        macs = (ci * mid * h * w if expand else 0) + (k * k + co) * mid * ho * wo + 2 * mid * se
+        elems = x_in + (2 * mid * h * w if expand else 0) + 2 * mid * ho * wo + 2 * out
+        elems += 2 * mid * ho * wo if se else 0
+    elif op == "fused_mbconv":  # kxk conv to mid -> [SE] -> 1x1 project; mid = c_in: kxk only
+        project = mid != ci
+        width = mid if project else co
+        macs = k * k * ci * width * ho * wo + (width * out if project else 0) + 2 * width * se
+        elems = x_in + 2 * width * ho * wo + (2 * out if project else 0)
+        elems += 2 * width * ho * wo if se else 0
+    elif op == "identity":
+        macs, elems = (ci * out if s != 1 or ci != co else 0), x_in
+    elif op == "zero":
+        macs, elems = 0, out
+    elif op == "pool_fc":
+        macs, elems = x_in + ci * co, x_in
+    else:  # a model's leaf layer: its input shape, and MACs for convs and linears
+        total = _elements(str(get("input_shape") or ""))
+        if not total:
+            return None
+        groups = re.search(r"groups=(\d+)", str(get("signature") or ""))
+        if op == "Conv2d" and h and w:
+            macs = k * k * ci * out // (int(groups.group(1)) if groups else 1)
+        elif op == "Linear" and ci:
+            macs = total // ci * co
+        else:
+            macs = 0
+        elems = 2 * total
+    return float(macs + ELEMENT_WEIGHT * elems)
+
+
+def _save_times(rows: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[float, float]:
+    """Seconds of the first and of a later save of a table holding `rows`."""
+    table = LatencyTable(dict(meta))
+    for row in rows:
+        table.add(row)
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(2):
+            start = time.perf_counter()
+            table.save(Path(tmp) / "estimate.parquet")
+            times.append(time.perf_counter() - start)
+    return times[0], times[1]
+
+
+def estimate_build(
+    jobs: Sequence[Job],
+    settings: BuildSettings,
+    clock: Clock | None = None,
+    samples: int = 5,
+    meta: dict[str, Any] | None = None,
+) -> BuildEstimate:
+    """Estimate how long `build` takes for `jobs` by measuring a few of them for real.
+
+    Jobs are sorted by cost_proxy (or kept in order when a proxy is unknown) and cut into
+    `samples` equal strata; the middle job of each is measured the way `build` measures
+    (same warm-up and trials, interleaved). Each stratum's passes are its sample's pass
+    time x its size x (mean proxy / sample proxy); on top come the per-entry overhead seen
+    while measuring the samples (build, MAC count) and the saves.
+    """
+    n = len(jobs)
+    if n == 0:
+        return BuildEstimate(0, 0.0, [], 0.0, 0.0, 0.0, 0.0, False)
+    proxies = [cost_proxy(j.columns) for j in jobs]
+    by_proxy = all(p is not None for p in proxies)
+    weights = [p or 0.0 for p in proxies] if by_proxy else [0.0] * n
+    order = sorted(range(n), key=lambda i: (weights[i], i))
+    k = max(1, min(samples, n))
+    strata = [order[round(s * n / k) : round((s + 1) * n / k)] for s in range(k)]
+    picks = [stratum[len(stratum) // 2] for stratum in strata]
+    clock = clock or clock_for(settings.device)
+
+    # bring the process to the state a build is in after its first entries: the costliest
+    # entry's tensors raise glibc's mmap threshold, so later passes stop page-faulting
+    # (in a fresh process a 112x112 block measured first runs 2-4x slower)
+    measure_jobs([jobs[order[-1]]], replace(settings, warmup=1, trials=1), clock)
+    start = time.perf_counter()
+    rows = measure_jobs([jobs[i] for i in picks], settings, clock)
+    sample_s = time.perf_counter() - start
+
+    passes = settings.warmup + settings.trials
+    pass_s = [r["time_us_mean"] / 1e6 if r["status"] == "ok" else 0.0 for r in rows]
+    per_entry_s = max(0.0, (sample_s - passes * sum(pass_s)) / k)
+    passes_s = 0.0
+    for stratum, pick, t in zip(strata, picks, pass_s, strict=True):
+        scale = 1.0
+        if by_proxy and weights[pick] > 0:
+            scale = sum(weights[i] for i in stratum) / len(stratum) / weights[pick]
+        passes_s += passes * t * len(stratum) * scale
+    first_save, later_save = _save_times(rows, meta or {"kind": "lut"})
+    saves_s = first_save + (math.ceil(n / settings.flush_every) - 1) * later_save
+    return BuildEstimate(
+        entries=n,
+        seconds=n * per_entry_s + passes_s + saves_s,
+        sampled=[jobs[i].key for i in picks],
+        sample_s=sample_s,
+        per_entry_s=per_entry_s,
+        passes_s=passes_s,
+        saves_s=saves_s,
+        by_proxy=by_proxy,
     )
 
 

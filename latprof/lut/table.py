@@ -134,6 +134,49 @@ class LatencyTable:
                 out.append(f"{name}: {a!r} != {b!r}")
         return out
 
+    def check_target(self, allow_mismatch: bool = False, **target: Any) -> list[str]:
+        """Compare device, dtype, batch, threads (those given) with the table's; raise
+        UsageError listing every difference unless `allow_mismatch`."""
+        from latprof.lut.predict import check_target
+
+        return check_target(self.meta, allow_mismatch, **target)
+
+    # ------------------------------------------------------------------ reuse
+
+    def predict(self, arch: Any, space: Any = None, on_miss: str = "raise") -> Any:
+        """Latency of an :class:`~latprof.lut.arch.Arch` (or ``zoo:NAME`` / arch file) as a
+        sum of entries: a :class:`~latprof.lut.predict.Prediction`. Misses raise, unless
+        ``on_miss="measure"`` (measured now, added to this table) or ``"report"``."""
+        from latprof.lut import arch as archmod
+        from latprof.lut.predict import predict_arch
+
+        if isinstance(arch, str | Path):
+            arch = archmod.load(str(arch))
+        return predict_arch(self, arch, space, on_miss)  # type: ignore[arg-type]
+
+    def latency_model(self, space: Any = None) -> Any:
+        """A :class:`~latprof.lut.expected.LatencyModel` over the table's space."""
+        from latprof.lut.expected import LatencyModel
+
+        return LatencyModel(self, space or self.space())
+
+    def space(self) -> Any:
+        """The search space the table was built for (a built-in, or its TOML file)."""
+        from latprof.lut.spaces import get_space
+
+        if self.meta.get("source") != "space":
+            raise UsageError("this table was built from models (--models), not a search space")
+        return get_space(self.meta.get("space_file") or self.meta["space"])
+
+    def expected_latency(self, alpha: Any, depth: Any = None, space: Any = None) -> Any:
+        """E[latency] (µs) = Σ_slots softmax(alpha[slot]) · times[slot], a torch scalar with
+        gradients; see :meth:`latency_model` for the choices each alpha stands for."""
+        cached = self.__dict__.get("_latency_model")
+        if cached is None or (space is not None and cached.space is not space):
+            cached = self.latency_model(space)
+            self.__dict__["_latency_model"] = cached
+        return cached.expected(alpha, depth)
+
     # ------------------------------------------------------------------ lookup
 
     def lookup(self, key: str) -> float:
@@ -150,29 +193,44 @@ class LatencyTable:
         return self._interpolate(key)
 
     def _interpolate(self, key: str) -> float | None:
+        """Linear in the mid width between the nearest measured widths below and above.
+
+        Neighbours agree with `key` on every field except mid and se (an SE width may follow
+        mid, e.g. se = mid // 4); se = 0 only matches se = 0, se > 0 only se > 0. Where two
+        rows share a mid, the one whose se is closest to the query's is used.
+        """
         parts = key.split("|")
-        if len(parts) < 4 or not parts[3].startswith("m"):
+        if len(parts) < 5 or not parts[3].startswith("m") or not parts[4].startswith("se"):
             return None
         try:
-            mid = int(parts[3][1:])
+            mid, se = int(parts[3][1:]), int(parts[4][2:])
         except ValueError:
             return None
         if mid == 0:
             return None
-        prefix, suffix = "|".join(parts[:3]), "|".join(parts[4:])
-        known: list[tuple[int, float]] = []
+        head, tail = parts[:3], parts[5:]
+        best: dict[int, tuple[int, float]] = {}  # mid -> (|se - query se|, median µs)
         for row in self.ok_rows():
             rp = row["key"].split("|")
-            if "|".join(rp[:3]) == prefix and "|".join(rp[4:]) == suffix:
-                known.append((int(row["mid"]), float(row["time_us_median"])))
-        lower = max((k for k in known if k[0] <= mid), default=None)
-        upper = min((k for k in known if k[0] >= mid), default=None)
+            if len(rp) != len(parts) or rp[:3] != head or rp[5:] != tail:
+                continue
+            try:
+                row_mid, row_se = int(rp[3][1:]), int(rp[4][2:])
+            except ValueError:
+                continue
+            if row_mid == 0 or (row_se > 0) != (se > 0):
+                continue
+            candidate = (abs(row_se - se), float(row["time_us_median"]))
+            if row_mid not in best or candidate < best[row_mid]:
+                best[row_mid] = candidate
+        lower = max((m for m in best if m <= mid), default=None)
+        upper = min((m for m in best if m >= mid), default=None)
         if lower is None or upper is None:
             return None
-        if lower[0] == upper[0]:
-            return lower[1]
-        t = (mid - lower[0]) / (upper[0] - lower[0])
-        return lower[1] + t * (upper[1] - lower[1])
+        if lower == upper:
+            return best[lower][1]
+        t = (mid - lower) / (upper - lower)
+        return best[lower][1] + t * (best[upper][1] - best[lower][1])
 
 
 def merge(tables: list[tuple[str, LatencyTable]]) -> LatencyTable:

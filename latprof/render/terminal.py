@@ -107,7 +107,7 @@ def summary_line(p: Profile) -> Text:
         f"{us(s.leaf_sum_us)} µs  ·  ",
         ("unattributed ", "bold"),
         f"{us(s.unattributed_us)} µs ({share:.1%})  ·  ",
-        ("hook overhead ", "bold"),
+        ("timer overhead ", "bold"),
         f"{s.overhead_per_call_us:.2f} µs/call "
         f"({us(s.overhead_us)} µs/pass; bias {s.bias_us:.2f} µs/call subtracted)",
     )

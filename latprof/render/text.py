@@ -40,3 +40,11 @@ def to_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = 
             "| " + " | ".join(cell(row.get(c)).replace("|", "\\|") for c in columns) + " |"
         )
     return "\n".join(lines) + "\n"
+
+
+def notice_plain(notice: Any) -> str:
+    """A notice (records.Notice) as plain text lines for stderr, ending in a newline."""
+    text = f"Warning: {notice.message}\n"
+    if notice.hint:
+        text += f"  hint: {notice.hint}\n"
+    return text
