@@ -314,6 +314,14 @@ def profile_cmd(
     fmt: FormatOpt = None,
     out: OutOpt = None,
     top: TopOpt = 10,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            "--calibration",
+            help="From `latprof env --calibrate --save FILE`: adds intensity, achieved MAC/s, "
+            "roofline bound and fraction of it reached.",
+        ),
+    ] = None,
 ) -> None:
     """Time every leaf layer of MODEL; aggregate per layer category."""
     from latprof.config import ProfileConfig, parse_shape
@@ -336,6 +344,17 @@ def profile_cmd(
     from latprof.profiler import check_device, profile
 
     check_device(config.device)
+    cal = None
+    if calibration is not None:
+        from latprof.calibrate import load as load_calibration
+
+        cal = load_calibration(calibration)
+        if (cal.device, cal.dtype) != (config.device, config.dtype):
+            raise UsageError(
+                f"--calibration {calibration} is for {cal.device} {cal.dtype}, not "
+                f"{config.device} {config.dtype}; calibrate with "
+                f"`latprof env --calibrate --device {config.device} --dtype {config.dtype} --save`"
+            )
     loaded = load_model(model, shapes, batch_size)
     view = ProgressView(f"profiling {model}")
     try:
@@ -344,6 +363,7 @@ def profile_cmd(
         )
     finally:
         view.close()
+    prof.calibration = cal
     emit_profile(prof, stdout_fmt, file_fmt, out, by, top)
 
 
@@ -424,21 +444,66 @@ def emit_rows(rows: list[dict[str, Any]], fmt: str | None, title: str) -> None:
 
 
 @command("env")
-def env_cmd(device: DeviceOpt = "cpu", threads: ThreadsOpt = None, fmt: FormatOpt = None) -> None:
+def env_cmd(
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
+    fmt: FormatOpt = None,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate",
+            help="Also measure peak MAC/s (a large matmul) and memory bandwidth (a large copy).",
+        ),
+    ] = False,
+    dtype: Annotated[str, typer.Option("--dtype", help="dtype of --calibrate.")] = "float32",
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            "--save",
+            help="With --calibrate: write the calibration as JSON, for profile --calibration "
+            "and compare --calibration.",
+        ),
+    ] = None,
+) -> None:
     """Print the measuring environment, as recorded in every output file."""
     import torch
 
     from latprof.config import parse_device
     from latprof.env import capture
-    from latprof.profiler import check_device
+    from latprof.profiler import DTYPES, check_device
 
     dev = parse_device(device)
+    if save is not None and not calibrate:
+        raise UsageError("--save writes a calibration: add --calibrate")
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype {dtype!r} is unknown; use {', '.join(DTYPES)}")
+    if save is not None:
+        from latprof.io.atomic import check_writable
+
+        check_writable(save)
     if threads is not None:
         torch.set_num_threads(threads)
     check_device(dev)
     data = capture(dev).to_dict()
     cuda = data.pop("cuda")
     data.update({f"cuda.{k}": v for k, v in cuda.items()})
+    if calibrate:
+        from latprof import calibrate as cal
+
+        result = cal.measure(dev, dtype)
+        data.update(
+            {
+                "calibration.dtype": dtype,
+                "calibration.peak_macs_per_s": result.peak_macs_per_s,
+                "calibration.bandwidth_bytes_per_s": result.bandwidth_bytes_per_s,
+                "calibration.ridge_point_macs_per_byte": result.ridge_point,
+                "calibration.matmul_n": result.matmul_n,
+                "calibration.copy_bytes": result.copy_bytes,
+            }
+        )
+        if save is not None:
+            result.save(save)
+            typer.echo(f"latprof: wrote {save}", err=True)
     rows = [{"key": k, "value": v} for k, v in data.items()]
     if fmt == "json":
         import json

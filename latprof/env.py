@@ -33,6 +33,7 @@ class Environment:
     flush_denormal: bool
     timestamp: str
     cuda: dict[str, Any] = field(default_factory=dict)
+    allocator: str = "default"  # latprof.measure.allocator: host allocator thresholds
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +90,8 @@ def capture(device: str = "cpu") -> Environment:
     """Read the environment now (threads as currently set in torch)."""
     import torch
 
+    from latprof.measure import allocator
+
     cuda = cuda_info(torch, device) if device.startswith("cuda") else {}
     return Environment(
         latprof=__version__,
@@ -107,4 +110,5 @@ def capture(device: str = "cpu") -> Environment:
         flush_denormal=_flushes_denormals(torch),
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         cuda=cuda,
+        allocator=allocator.setting(),
     )

@@ -14,6 +14,7 @@ from latprof import env as envmod
 from latprof.config import ProfileConfig
 from latprof.errors import DeviceError, ModelRunError, UsageError
 from latprof.flops import count_layer_costs
+from latprof.measure import allocator
 from latprof.measure.clocks import Clock, clock_for
 from latprof.measure.hooks import (
     ROOT_NAME,
@@ -148,6 +149,7 @@ def profile(
     """Time every leaf layer of `model` on `args`/`kwargs`; the model is left as found."""
     config = config or ProfileConfig()
     kwargs = kwargs or {}
+    allocator.steady()
     check_model(model)
     check_device(config.device)
     dtype = DTYPES[config.dtype]

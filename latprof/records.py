@@ -76,6 +76,7 @@ class Profile:
     hooked_us: list[float]
     bias_us: float
     notices: list[Notice] = field(default_factory=list)
+    calibration: Any = field(default=None, repr=False, compare=False)  # adds roofline columns
 
     def _matrix(self, attr: str) -> np.ndarray:
         trials = len(self.e2e_us)
@@ -127,6 +128,11 @@ class Profile:
             }
             for c in self.categories
         ]
+        if self.calibration is not None:
+            from latprof.predictors.profile_columns import category_columns
+
+            for row in rows:
+                row.update(category_columns(row))
         rest = self.summary.unattributed_us
         rows.append(
             {
@@ -166,4 +172,10 @@ class Profile:
                     "output_shape": layer.output_shape,
                 }
             )
+        if self.calibration is not None:
+            from latprof.predictors.profile_columns import layer_columns
+
+            size = {"float32": 4, "float16": 2, "bfloat16": 2}.get(self.config.dtype, 4)
+            for row in rows:
+                row.update(layer_columns(row, size, self.calibration))
         return rows

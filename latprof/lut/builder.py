@@ -19,6 +19,7 @@ from torch import nn
 from latprof.errors import UsageError
 from latprof.flops import count_layer_costs
 from latprof.lut.table import LatencyTable
+from latprof.measure import allocator
 from latprof.measure.clocks import Clock, clock_for
 from latprof.measure.runner import time_plain
 from latprof.profiler import DTYPES, place
@@ -96,6 +97,7 @@ def _reason(exc: BaseException) -> str:
 def measure_jobs(jobs: Sequence[Job], settings: BuildSettings, clock: Clock) -> list[dict]:
     """Measure a batch: build and warm every job, then time them round-robin (A B C A B C)
     so drift spreads over all entries and each is timed right after a different block."""
+    allocator.steady()
     dtype = DTYPES[settings.dtype]
     rows: dict[str, dict[str, Any]] = {}
     ready: list[tuple[Job, nn.Module, tuple]] = []

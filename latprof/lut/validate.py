@@ -15,6 +15,7 @@ from latprof.flops import count_layer_costs
 from latprof.lut import arch as archmod
 from latprof.lut.predict import OnMiss, Prediction, predict_arch, predict_model
 from latprof.lut.table import LatencyTable
+from latprof.measure import allocator
 from latprof.measure.clocks import Clock, clock_for
 from latprof.measure.runner import time_plain
 from latprof.profiler import DTYPES, eval_mode, place, prepare_model
@@ -43,6 +44,7 @@ def measure_end_to_end(
     module: nn.Module, args: tuple, kwargs: dict, settings: Settings, clock: Clock | None = None
 ) -> tuple[Stats, float]:
     """(latency statistics in µs, MACs) of whole forward passes, without any hooks."""
+    allocator.steady()
     clock = clock or clock_for(settings.device)
     dtype = DTYPES[settings.dtype]
     module = prepare_model(module, settings.device, dtype)

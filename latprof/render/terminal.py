@@ -56,7 +56,11 @@ def category_table(p: Profile) -> Table:
         ("params", "right"),
     ]:
         table.add_column(name, justify=justify)
+    roof = p.calibration is not None
+    if roof:
+        table.add_column("MAC/s", justify="right")
     for row in p.category_rows():
+        extra = [count(row["achieved_macs_per_s"]) if row["achieved_macs_per_s"] else ""]
         table.add_row(
             row["category"],
             f"{row['calls']:g}",
@@ -65,6 +69,7 @@ def category_table(p: Profile) -> Table:
             bar(row["share"]),
             count(row["macs"]) if row["layers"] else "",
             count(row["params"]) if row["layers"] else "",
+            *(extra if roof else []),
             style="dim" if not row["layers"] else None,
         )
     return table
@@ -79,10 +84,23 @@ def layer_table(p: Profile, top: int | None = None) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("layer", no_wrap=True, ratio=3)
     table.add_column("category", no_wrap=True)
+    roof = p.calibration is not None
     for name in ("calls", "time µs", "median µs", "share", "MACs"):
         table.add_column(name, justify="right", no_wrap=True)
+    if roof:
+        for name in ("MAC/s", "MAC/B", "bound", "of roof"):
+            table.add_column(name, justify="right", no_wrap=True)
     table.add_column("input → output", no_wrap=True, ratio=2)
     for r in rows:
+        extra = []
+        if roof:
+            fraction = r["roofline_fraction"]
+            extra = [
+                count(r["achieved_macs_per_s"]) if r["achieved_macs_per_s"] else "",
+                f"{r['intensity']:.1f}" if r["intensity"] else "",
+                r["bound"] or "",
+                f"{fraction:.0%}" if fraction is not None else "",
+            ]
         table.add_row(
             r["layer"],
             r["category"],
@@ -91,6 +109,7 @@ def layer_table(p: Profile, top: int | None = None) -> Table:
             us(r["time_us_median"]),
             f"{r['share']:.1%}",
             count(r["macs"]),
+            *extra,
             f"{r['input_shape']} → {r['output_shape']}",
         )
     return table
