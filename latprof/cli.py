@@ -513,7 +513,7 @@ def env_cmd(
         emit_rows(rows, fmt, "Measuring environment")
 
 
-MULTI_VALUE = ("--models",)
+MULTI_VALUE = ("--models", "--archs")
 
 
 def expand_multi(argv: list[str]) -> list[str]:

@@ -52,6 +52,16 @@ LUT_COLUMNS = (
 )
 
 
+class _Entries:
+    """A fixed list of entries in the shape `builder.space_jobs` takes."""
+
+    def __init__(self, entries: list[Any]) -> None:
+        self._entries = entries
+
+    def entries(self, width_step: int = 1) -> list[Any]:
+        return self._entries
+
+
 def default_output(label: str, device: str, batch: int, dtype: str) -> Path:
     suffix = "" if dtype == "float32" else f"-{dtype}"
     return Path("tables") / f"{label}-{device.replace(':', '')}-b{batch}{suffix}.parquet"
@@ -65,6 +75,14 @@ def build_lut_cmd(
             "--space",
             help="Built-in space (see `latprof spaces`) or a .toml file. Default, with "
             f"neither --space nor --models: {DEFAULT_SPACE} (TF-NAS's MobileNetV2 space).",
+        ),
+    ] = None,
+    archs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--archs",
+            help="Measure only the entries these architectures of the space use, at their "
+            "exact widths (zoo:tfnas-a, arch .json/.toml; several after one --archs).",
         ),
     ] = None,
     models: Annotated[
@@ -127,6 +145,8 @@ def build_lut_cmd(
     from latprof.config import ProfileConfig
     from latprof.lut import builder
 
+    if archs and models:
+        raise UsageError("--archs picks entries of a space; it does not go with --models")
     if space and models:
         raise UsageError("give either --space or --models, not both")
     ProfileConfig(device=device, dtype=dtype, threads=threads, warmup=warmup, trials=trials)
@@ -176,6 +196,16 @@ def build_lut_cmd(
         step = width_step or default_width_step(the_space.name)
         jobs = builder.space_jobs(the_space, batch, dtype, step)
         label = the_space.name
+        if archs:
+            from latprof.lut import arch as archmod
+
+            used = list(
+                dict.fromkeys(
+                    e for a in archs for _, e in archmod.entries(archmod.load(a), the_space)
+                )
+            )
+            jobs = builder.space_jobs(_Entries(used), batch, dtype)
+            label += "-archs"
         meta.update(
             source="space",
             space=the_space.name,

@@ -32,6 +32,13 @@ AllowOpt = Annotated[
         "thread count, CPU/GPU or torch version.",
     ),
 ]
+ExactOpt = Annotated[
+    bool,
+    typer.Option(
+        "--exact",
+        help="Measure mid widths the table would interpolate (adds them to the table file).",
+    ),
+]
 MeasureOpt = Annotated[
     bool,
     typer.Option(
@@ -187,6 +194,7 @@ def predict_cmd(
     threads: ThreadsOpt = None,
     allow_mismatch: AllowOpt = False,
     measure_misses: MeasureOpt = False,
+    exact: ExactOpt = False,
     fmt: FormatOpt = None,
     out: OutOpt = None,
 ) -> None:
@@ -199,7 +207,7 @@ def predict_cmd(
     table.check_target(
         allow_mismatch, device=device, dtype=dtype, batch=batch_size, threads=threads
     )
-    on_miss = "measure" if measure_misses else "report"
+    on_miss = "measure" if measure_misses or exact else "report"
     measured = None
     if table.meta.get("source") == "models" and Path(target).suffix not in (".json", ".toml"):
         import torch
@@ -222,7 +230,12 @@ def predict_cmd(
                 loaded.module, loaded.args, loaded.kwargs, Settings.of(table, None, None)
             )
     else:
-        pred = predict_arch(table, archmod.load(target), on_miss=on_miss)  # type: ignore[arg-type]
+        pred = predict_arch(
+            table,
+            archmod.load(target),
+            on_miss=on_miss,  # type: ignore[arg-type]
+            exact=exact,
+        )
     if measure_misses and any(b.source == "measured-now" for b in pred.blocks):
         table.save(lut)
         typer.echo(f"latprof: added the entries measured now to {lut}", err=True)
@@ -273,6 +286,7 @@ def validate_cmd(
     ] = None,
     threads: ThreadsOpt = None,
     allow_mismatch: AllowOpt = False,
+    exact: ExactOpt = False,
     fmt: FormatOpt = None,
     out: OutOpt = None,
 ) -> None:
@@ -302,10 +316,18 @@ def validate_cmd(
     view = ProgressView(f"validating {lut.name}", delay_s=0.0)
     try:
         rows = val.validate(
-            table, chosen, settings, "report", progress=lambda d, t: view("archs", d, t)
+            table,
+            chosen,
+            settings,
+            "measure" if exact else "report",
+            progress=lambda d, t: view("trials, round-robin", d, t),
+            exact=exact,
         )
     finally:
         view.close()
+    if exact:
+        table.save(lut)
+        typer.echo(f"latprof: exact widths measured and added to {lut}", err=True)
     _write_rows(rows, fmt, out, f"LUT prediction vs measured, {lut.name}")
     s = val.summary(rows)
     if s:
@@ -416,7 +438,7 @@ def compare_cmd(
             batch_size,
             calibration=cal,
             table=table,
-            progress=lambda d, t: view("archs", d, t),
+            progress=lambda d, t: view("trials, round-robin", d, t),
         )
     finally:
         view.close()

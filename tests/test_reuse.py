@@ -278,3 +278,15 @@ def test_arch_json_is_editable_text() -> None:
         "op": "conv",
         "kernel": 3,
     }
+
+
+def test_exact_measures_widths_instead_of_interpolating() -> None:
+    table = fake_table()
+    table.meta.update(warmup=1, trials=3)
+    a = arch(Choice("body.0", "mbinvres", kernel=3, mid=18))
+    assert table.predict(a, space=tiny_space()).blocks[1].source == "interpolated"
+    pred = table.predict(a, space=tiny_space(), on_miss="measure", exact=True)
+    assert [b.source for b in pred.blocks] == ["measured", "measured-now", "measured"]
+    key = "mbinvres|k3|s1|m18|se0|relu|d1|8>8|8x8|b1|float32"
+    assert table.rows[key]["status"] == "ok" and table.rows[key]["mid"] == 18
+    assert table.predict(a, space=tiny_space()).blocks[1].source == "measured"  # kept

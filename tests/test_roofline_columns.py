@@ -82,3 +82,14 @@ def test_calibration_errors(tmp_path: Path) -> None:
     bad.write_text("{}")
     result = runner.invoke(app, ["profile", "zoo:cnn", *FAST, "--calibration", str(bad)])
     assert result.exit_code == 2 and "not a latprof calibration" in result.stderr
+
+
+def test_terminal_tables_show_the_roofline_columns(tmp_path: Path) -> None:
+    cal = tmp_path / "cal.json"
+    CAL.save(cal)
+    for by, header in (("layer", "of roof"), ("category", "MAC/s")):
+        args = ["profile", "zoo:cnn", *FAST, "-f", "table", "--by", by]
+        result = runner.invoke(app, [*args, "--calibration", str(cal)])
+        assert result.exit_code == 0, result.output
+        assert header in result.stdout
+        assert header not in runner.invoke(app, args).stdout

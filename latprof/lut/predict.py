@@ -119,12 +119,16 @@ def table_space(table: LatencyTable, arch: Arch, space: SearchSpace | None) -> S
 
 
 def _lookup(
-    table: LatencyTable, key: str, on_miss: OnMiss, measure: Callable[[], dict[str, Any]]
+    table: LatencyTable,
+    key: str,
+    on_miss: OnMiss,
+    measure: Callable[[], dict[str, Any]],
+    exact: bool = False,
 ) -> tuple[float | None, str, float | None]:
     row = table.rows.get(key)
     if row is not None and row["status"] == "ok":
         return float(row["time_us_median"]), "measured", row["macs"]
-    value = table.get(key)
+    value = None if exact and on_miss == "measure" and row is None else table.get(key)
     if value is not None:
         return value, "interpolated", None
     if on_miss == "measure":
@@ -143,9 +147,12 @@ def predict_arch(
     arch: Arch,
     space: SearchSpace | None = None,
     on_miss: OnMiss = "raise",
+    exact: bool = False,
 ) -> Prediction:
     """Sum of the table's entries along `arch`. Misses raise LookupMissError unless
-    ``on_miss`` is ``"measure"`` (measured now and added to `table`) or ``"report"``."""
+    ``on_miss`` is ``"measure"`` (measured now and added to `table`) or ``"report"``.
+    With ``exact`` (and ``on_miss="measure"``) widths that would be interpolated are
+    measured instead."""
     from latprof.lut.arch import entries
 
     space = table_space(table, arch, space)
@@ -154,7 +161,9 @@ def predict_arch(
     misses = []
     for slot, entry in entries(arch, space):
         key = entry.key(batch, dtype)
-        t, source, macs = _lookup(table, key, on_miss, lambda e=entry: measure_entry(table, e))
+        t, source, macs = _lookup(
+            table, key, on_miss, lambda e=entry: measure_entry(table, e), exact
+        )
         if t is None:
             misses.append(key)
         blocks.append(BlockTime(slot, key, t, source, macs))

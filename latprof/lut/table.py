@@ -143,16 +143,20 @@ class LatencyTable:
 
     # ------------------------------------------------------------------ reuse
 
-    def predict(self, arch: Any, space: Any = None, on_miss: str = "raise") -> Any:
+    def predict(
+        self, arch: Any, space: Any = None, on_miss: str = "raise", exact: bool = False
+    ) -> Any:
         """Latency of an :class:`~latprof.lut.arch.Arch` (or ``zoo:NAME`` / arch file) as a
         sum of entries: a :class:`~latprof.lut.predict.Prediction`. Misses raise, unless
-        ``on_miss="measure"`` (measured now, added to this table) or ``"report"``."""
+        ``on_miss="measure"`` (measured now, added to this table) or ``"report"``; with
+        ``exact=True`` and ``on_miss="measure"``, unmeasured widths are measured, not
+        interpolated."""
         from latprof.lut import arch as archmod
         from latprof.lut.predict import predict_arch
 
         if isinstance(arch, str | Path):
             arch = archmod.load(str(arch))
-        return predict_arch(self, arch, space, on_miss)  # type: ignore[arg-type]
+        return predict_arch(self, arch, space, on_miss, exact)  # type: ignore[arg-type]
 
     def latency_model(self, space: Any = None) -> Any:
         """A :class:`~latprof.lut.expected.LatencyModel` over the table's space."""

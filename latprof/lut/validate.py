@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,24 +41,49 @@ class Settings:
         )
 
 
+Network = tuple[nn.Module, tuple, dict]
+
+
+def measure_many(
+    networks: list[Network],
+    settings: Settings,
+    clock: Clock | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[tuple[Stats, float]]:
+    """(latency statistics in µs, MACs) of whole forward passes of each network, without
+    hooks. All are warmed up, then timed round-robin (A B C A B C ...) so that drift of the
+    machine spreads over all of them instead of biasing the ones measured last."""
+    allocator.steady()
+    clock = clock or clock_for(settings.device)
+    dtype = DTYPES[settings.dtype]
+    ready = []
+    with torch.inference_mode():
+        for module, args, kwargs in networks:
+            module = prepare_model(module, settings.device, dtype)
+            args = place(args, settings.device, dtype)
+            kwargs = place(kwargs, settings.device, dtype)
+            ready.append((module, args, kwargs))
+    samples: list[list[float]] = [[] for _ in ready]
+    macs = []
+    with ExitStack() as stack, torch.inference_mode():
+        for module, args, kwargs in ready:
+            stack.enter_context(eval_mode(module))
+            macs.append(float(count_layer_costs(module, args, kwargs, leaves=[""])[""].macs or 0))
+            for _ in range(settings.warmup):
+                module(*args, **kwargs)
+        for t in range(settings.trials):
+            for i, (module, args, kwargs) in enumerate(ready):
+                samples[i].append(time_plain(lambda m=module, a=args, k=kwargs: m(*a, **k), clock))
+            if progress:
+                progress(t + 1, settings.trials)
+    return [(summarize(s), m) for s, m in zip(samples, macs, strict=True)]
+
+
 def measure_end_to_end(
     module: nn.Module, args: tuple, kwargs: dict, settings: Settings, clock: Clock | None = None
 ) -> tuple[Stats, float]:
     """(latency statistics in µs, MACs) of whole forward passes, without any hooks."""
-    allocator.steady()
-    clock = clock or clock_for(settings.device)
-    dtype = DTYPES[settings.dtype]
-    module = prepare_model(module, settings.device, dtype)
-    args = place(args, settings.device, dtype)
-    kwargs = place(kwargs, settings.device, dtype)
-    with eval_mode(module), torch.inference_mode():
-        macs = count_layer_costs(module, args, kwargs, leaves=[""])[""].macs
-        for _ in range(settings.warmup):
-            module(*args, **kwargs)
-        samples = [
-            time_plain(lambda: module(*args, **kwargs), clock) for _ in range(settings.trials)
-        ]
-    return summarize(samples), float(macs or 0.0)
+    return measure_many([(module, args, kwargs)], settings, clock)[0]
 
 
 def row(name: str, pred: Prediction, stats: Stats, macs: float) -> dict[str, Any]:
@@ -79,25 +105,23 @@ def row(name: str, pred: Prediction, stats: Stats, macs: float) -> dict[str, Any
     }
 
 
-def validate_arch(
-    table: LatencyTable, arch: archmod.Arch, settings: Settings, on_miss: OnMiss = "report"
-) -> tuple[dict[str, Any], Prediction]:
-    pred = predict_arch(table, arch, on_miss=on_miss)
+def arch_network(
+    table: LatencyTable, arch: archmod.Arch, on_miss: OnMiss = "report", exact: bool = False
+) -> tuple[Prediction, Network]:
+    pred = predict_arch(table, arch, on_miss=on_miss, exact=exact)
     module = archmod.build_module(arch)
     shape = archmod.input_shape(arch, None, int(table.meta["batch"]))
-    stats, macs = measure_end_to_end(module, (torch.randn(*shape),), {}, settings)
-    return row(arch.name, pred, stats, macs), pred
+    return pred, (module, (torch.randn(*shape),), {})
 
 
-def validate_model(
-    table: LatencyTable, spec: str, settings: Settings, on_miss: OnMiss = "report"
-) -> tuple[dict[str, Any], Prediction]:
+def model_network(
+    table: LatencyTable, spec: str, on_miss: OnMiss = "report"
+) -> tuple[Prediction, Network]:
     from latprof.loading import load_model
 
     loaded = load_model(spec, batch_size=int(table.meta["batch"]))
     pred = predict_model(table, spec, loaded.module, loaded.args, loaded.kwargs, on_miss)
-    stats, macs = measure_end_to_end(loaded.module, loaded.args, loaded.kwargs, settings)
-    return row(spec, pred, stats, macs), pred
+    return pred, (loaded.module, loaded.args, loaded.kwargs)
 
 
 def default_targets(table: LatencyTable) -> list[str]:
@@ -122,22 +146,22 @@ def validate(
     settings: Settings,
     on_miss: OnMiss = "report",
     progress: Callable[[int, int], None] | None = None,
+    exact: bool = False,
 ) -> list[dict[str, Any]]:
-    """One row per target (arch spec, Arch or MODEL spec), measured in table order."""
-    rows = []
-    for i, target in enumerate(targets):
-        if progress:
-            progress(i, len(targets))
+    """One row per target (arch spec, Arch or MODEL spec); all measured round-robin."""
+    preds = []
+    networks = []
+    for target in targets:
         if isinstance(target, archmod.Arch):
-            r, _ = validate_arch(table, target, settings, on_miss)
+            pred, net = arch_network(table, target, on_miss, exact)
         elif table.meta.get("source") == "models" and not target.endswith((".json", ".toml")):
-            r, _ = validate_model(table, target, settings, on_miss)
+            pred, net = model_network(table, target, on_miss)
         else:
-            r, _ = validate_arch(table, archmod.load(target), settings, on_miss)
-        rows.append(r)
-    if progress:
-        progress(len(targets), len(targets))
-    return rows
+            pred, net = arch_network(table, archmod.load(target), on_miss, exact)
+        preds.append(pred)
+        networks.append(net)
+    measured = measure_many(networks, settings, progress=progress)
+    return [row(p.name, p, stats, macs) for p, (stats, macs) in zip(preds, measured, strict=True)]
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, float]:

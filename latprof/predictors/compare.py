@@ -69,9 +69,10 @@ def compare(
     table: LatencyTable | None = None,
     progress: Progress | None = None,
 ) -> Comparison:
-    """Measure every arch end to end and predict it with every available predictor."""
+    """Predict every arch with every available predictor, then measure them all end to end,
+    round-robin (`measure_many`)."""
     from latprof.lut.predict import predict_arch
-    from latprof.lut.validate import measure_end_to_end
+    from latprof.lut.validate import measure_many
     from latprof.profiler import DTYPES
 
     dtype_bytes = DTYPES[settings.dtype].itemsize
@@ -82,27 +83,22 @@ def compare(
     if table is not None:
         names.append("lut")
     result = Comparison(predictors=names)
-    for i, arch in enumerate(archs):
-        if progress:
-            progress(i, len(archs))
+    networks = []
+    for arch in archs:
         net = archmod.build_module(arch, space)
         x = torch.randn(*archmod.input_shape(arch, space, batch))
         layers = describe(net, (x,), dtype_bytes=dtype_bytes)
-        stats, macs = measure_end_to_end(net, (x,), {}, settings)
-        record: dict[str, Any] = {
-            "arch": arch.name,
-            "measured_us": stats.median,
-            "measured_iqr_us": stats.iqr,
-            "macs": macs,
-        }
+        record: dict[str, Any] = {"arch": arch.name}
         for name, fn in funcs.items():
             record[name] = fn(layers) * (1e6 if name == "roofline" else 1.0)
         if table is not None:
             record["lut"] = predict_arch(table, arch, space, on_miss="measure").total_us
         record["choices"] = " ".join(c.label() for c in arch.choices)
         result.archs.append(record)
-    if progress:
-        progress(len(archs), len(archs))
+        networks.append((net, (x,), {}))
+    measured = measure_many(networks, settings, progress=progress)
+    for record, (stats, macs) in zip(result.archs, measured, strict=True):
+        record.update(measured_us=stats.median, measured_iqr_us=stats.iqr, macs=macs)
     return result
 
 

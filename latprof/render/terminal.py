@@ -60,7 +60,8 @@ def category_table(p: Profile) -> Table:
     if roof:
         table.add_column("MAC/s", justify="right")
     for row in p.category_rows():
-        extra = [count(row["achieved_macs_per_s"]) if row["achieved_macs_per_s"] else ""]
+        achieved = row.get("achieved_macs_per_s")
+        extra = [count(achieved) if achieved else ""]
         table.add_row(
             row["category"],
             f"{row['calls']:g}",
