@@ -89,7 +89,7 @@ def test_terminal_tables_show_the_roofline_columns(tmp_path: Path) -> None:
     CAL.save(cal)
     for by, header in (("layer", "of roof"), ("category", "MAC/s")):
         args = ["profile", "zoo:cnn", *FAST, "-f", "table", "--by", by]
-        result = runner.invoke(app, [*args, "--calibration", str(cal)])
+        result = runner.invoke(app, [*args, "--calibration", str(cal)], env={"COLUMNS": "250"})
         assert result.exit_code == 0, result.output
         assert header in result.stdout
-        assert header not in runner.invoke(app, args).stdout
+        assert header not in runner.invoke(app, args, env={"COLUMNS": "250"}).stdout
