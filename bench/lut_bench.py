@@ -45,7 +45,7 @@ def startup_s() -> float:
 def one(space: str, extra: list[str], folder: Path) -> None:
     common = ["build-lut", "--space", space, "--threads", "1", "--batch-size", "1", *extra]
     dry_s, dry_out = run([*common, "--dry-run", "-o", str(folder / f"{space}.parquet")])
-    estimate = float(re.search(r"estimated ([\d.]+) s", dry_out).group(1))
+    estimate = float(re.search(r"estimated build time: ([\d.]+) s", dry_out).group(1))
     out = folder / f"{space}.parquet"
     wall, _ = run([*common, "-o", str(out)])
     table = pq.read_table(out).to_pandas()
