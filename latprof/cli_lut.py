@@ -52,16 +52,6 @@ LUT_COLUMNS = (
 )
 
 
-class _Entries:
-    """A fixed list of entries in the shape `builder.space_jobs` takes."""
-
-    def __init__(self, entries: list[Any]) -> None:
-        self._entries = entries
-
-    def entries(self, width_step: int = 1) -> list[Any]:
-        return self._entries
-
-
 def default_output(label: str, device: str, batch: int, dtype: str) -> Path:
     suffix = "" if dtype == "float32" else f"-{dtype}"
     return Path("tables") / f"{label}-{device.replace(':', '')}-b{batch}{suffix}.parquet"
@@ -204,7 +194,7 @@ def build_lut_cmd(
                     e for a in archs for _, e in archmod.entries(archmod.load(a), the_space)
                 )
             )
-            jobs = builder.space_jobs(_Entries(used), batch, dtype)
+            jobs = builder.entry_jobs(used, batch, dtype)
             label += "-archs"
         meta.update(
             source="space",

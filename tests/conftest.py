@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,3 +30,19 @@ def tiny_cnn() -> nn.Module:
         nn.Flatten(),
         nn.Linear(4 * 4 * 4, 5),
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_lut(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real lookup table of tests/spaces/tiny.toml (width step 4, fast settings)."""
+    from typer.testing import CliRunner
+
+    from latprof.cli import app
+
+    out = tmp_path_factory.mktemp("lut") / "tiny.parquet"
+    space = Path(__file__).parent / "spaces" / "tiny.toml"
+    fast = ["--warmup", "1", "--trials", "3", "--threads", "1"]
+    args = ["build-lut", "--space", str(space), "--width-step", "4", *fast, "-o", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out

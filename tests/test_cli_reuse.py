@@ -22,14 +22,6 @@ def invoke(*args: str):
     return runner.invoke(app, list(args))
 
 
-@pytest.fixture(scope="module")
-def tiny_lut(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("lut") / "tiny.parquet"
-    result = invoke("build-lut", "--space", str(TINY), "--width-step", "4", *FAST, "-o", str(out))
-    assert result.exit_code == 0, result.output
-    return out
-
-
 @pytest.fixture()
 def tiny_arch(tmp_path: Path) -> Path:
     path = tmp_path / "arch.json"

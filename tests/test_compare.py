@@ -41,14 +41,6 @@ def test_metric_rows_on_known_rankings() -> None:
     assert (bad["kendall_tau"], bad["spearman"], bad["top10_overlap"]) == (-1.0, -1.0, 0.0)
 
 
-@pytest.fixture(scope="module")
-def tiny_lut(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("lut") / "tiny.parquet"
-    result = invoke("build-lut", "--space", str(TINY), "--width-step", "4", *FAST, "-o", str(out))
-    assert result.exit_code == 0, result.output
-    return out
-
-
 def test_compare_end_to_end(tiny_lut: Path, tmp_path: Path) -> None:
     details = tmp_path / "archs.csv"
     args = ["compare", "--space", str(TINY), "--samples", "5", "--seed", "1", *FAST]

@@ -8,7 +8,7 @@ import math
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -366,8 +366,13 @@ def estimate_build(
 
 def space_jobs(space: Any, batch: int, dtype: str, width_step: int = 1) -> list[Job]:
     """Jobs for every entry of a search space."""
+    return entry_jobs(space.entries(width_step), batch, dtype)
+
+
+def entry_jobs(entries: Iterable[Any], batch: int, dtype: str) -> list[Job]:
+    """Jobs for the given space entries (e.g. only those some architectures use)."""
     jobs = []
-    for entry in space.entries(width_step):
+    for entry in entries:
         shape = entry.input_shape(batch)
         jobs.append(
             Job(

@@ -181,14 +181,9 @@ def _raise_misses(misses: list[str], on_miss: OnMiss, name: str) -> None:
 
 def measure_entry(table: LatencyTable, entry: Entry) -> dict[str, Any]:
     """Measure one space entry now, with the table's device, dtype, batch, warm-up, trials."""
-    from latprof.lut.builder import space_jobs
+    from latprof.lut.builder import entry_jobs
 
-    class _One:  # space_jobs takes anything with entries()
-        @staticmethod
-        def entries(width_step: int = 1) -> list[Entry]:
-            return [entry]
-
-    return _measure_jobs(table, space_jobs(_One, int(table.meta["batch"]), table.meta["dtype"]))
+    return _measure_jobs(table, entry_jobs([entry], int(table.meta["batch"]), table.meta["dtype"]))
 
 
 def _measure_jobs(table: LatencyTable, jobs: list[Any]) -> dict[str, Any]:
