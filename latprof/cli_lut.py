@@ -39,6 +39,7 @@ LUT_COLUMNS = (
     "batch",
     "dtype",
     "time_us_median",
+    "time_us_p10",
     "time_us_mean",
     "time_us_std",
     "time_us_iqr",
@@ -130,6 +131,23 @@ def build_lut_cmd(
             "--dry-run", help="Print the number of entries and a time estimate; measure nothing."
         ),
     ] = False,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="networks: time each entry inside networks that run one entry per slot "
+            "(input hot, weights as cold as in a network; default for spaces); alone: time "
+            "entries by themselves, round-robin (faster, less faithful; layer tables).",
+        ),
+    ] = None,
+    statistic: Annotated[
+        str,
+        typer.Option(
+            "--statistic",
+            help="What lookups return: p10 (10th percentile: the latency of a quiet "
+            "machine, since interference only adds time), median, mean or min.",
+        ),
+    ] = "p10",
 ) -> None:
     """Measure every candidate op of a search space (or every leaf layer of some models)."""
     from latprof.config import ProfileConfig
@@ -145,6 +163,18 @@ def build_lut_cmd(
         raise UsageError(f"--width-step must be at least 1, got {width_step}")
     if remeasure_noisy and not resume:
         raise UsageError("--remeasure-noisy works on an existing table; add --resume")
+    from latprof.lut.table import STATISTICS
+
+    if statistic not in STATISTICS:
+        raise UsageError(f"--statistic {statistic!r}: choose one of {', '.join(STATISTICS)}")
+    if context not in (None, "networks", "alone"):
+        raise UsageError(f"--context {context!r}: choose networks or alone")
+    if models and context == "networks":
+        raise UsageError(
+            "--context networks needs a search space (slots to chain); layer tables from "
+            "--models are measured alone"
+        )
+    context = context or ("alone" if models else "networks")
     import torch
 
     if threads is not None:
@@ -165,7 +195,10 @@ def build_lut_cmd(
         "dtype": dtype,
         "warmup": warmup,
         "trials": trials,
+        "context": context,
+        "statistic": statistic,
     }
+    slots: list[list[Any]] | None = None
     if models:
         from latprof.lut.layers import model_jobs
 
@@ -186,16 +219,20 @@ def build_lut_cmd(
         step = width_step or default_width_step(the_space.name)
         jobs = builder.space_jobs(the_space, batch, dtype, step)
         label = the_space.name
+        per_slot = [slot.entries(step) for slot in the_space.slots]
         if archs:
             from latprof.lut import arch as archmod
 
-            used = list(
-                dict.fromkeys(
-                    e for a in archs for _, e in archmod.entries(archmod.load(a), the_space)
-                )
-            )
+            placed = [(s, e) for a in archs for s, e in archmod.entries(archmod.load(a), the_space)]
+            used = list(dict.fromkeys(e for _, e in placed))
             jobs = builder.entry_jobs(used, batch, dtype)
+            per_slot = [
+                list(dict.fromkeys(e for s, e in placed if s == slot.name))
+                for slot in the_space.slots
+            ]
             label += "-archs"
+        if context == "networks":
+            slots = [builder.entry_jobs(es, batch, dtype) for es in per_slot if es]
         meta.update(
             source="space",
             space=the_space.name,
@@ -222,7 +259,7 @@ def build_lut_cmd(
         device=device, dtype=dtype, batch=batch, warmup=warmup, trials=trials
     )
     if dry_run:
-        _dry_run(jobs, settings, out)
+        _dry_run(jobs, settings, out, slots)
         return
     if out.suffix != ".parquet":
         raise UsageError(f"-o {out}: lookup tables are Parquet files; use a .parquet name")
@@ -241,6 +278,7 @@ def build_lut_cmd(
             resume=resume,
             remeasure_noisy=remeasure_noisy,
             progress=lambda d, t: view("entries", d, t),
+            slots=slots,
         )
     except KeyboardInterrupt:
         view.close()
@@ -269,7 +307,7 @@ def build_lut_cmd(
     typer.echo("\n".join(lines))
 
 
-def _dry_run(jobs: list[Any], settings: Any, out: Path) -> None:
+def _dry_run(jobs: list[Any], settings: Any, out: Path, slots: list[list[Any]] | None) -> None:
     """Count entries; estimate the build time by measuring a few sample entries for real."""
     from latprof.lut import builder
     from latprof.lut.table import LatencyTable
@@ -279,7 +317,23 @@ def _dry_run(jobs: list[Any], settings: Any, out: Path) -> None:
     lines = [
         f"{len(jobs)} entries, {len(todo)} to measure ({len(jobs) - len(todo)} already in {out})"
     ]
-    if todo:
+    if todo and slots is not None:
+        from latprof.lut import context
+        from latprof.measure.clocks import clock_for
+
+        count, seconds, sampled = context.estimate(
+            todo, slots, settings, clock_for(settings.device)
+        )
+        total = f"{seconds:.2f}" if seconds < 10 else f"{seconds:.1f}"
+        lines += [
+            f"estimated build time: {total} s (an estimate; the command's start-up and the "
+            "saves are not included)",
+            f"  how: the entries go into {count} context networks (one entry per slot); "
+            f"measured {min(3, count)} of them for real (warm-up {settings.warmup} alone + "
+            f"{context.NETWORK_WARMUP} in the network, trials {settings.trials}) in "
+            f"{sampled:.2f} s and scaled by the number of networks.",
+        ]
+    elif todo:
         est = builder.estimate_build(todo, settings)
         k = len(est.sampled)
         if est.by_proxy:

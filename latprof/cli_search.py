@@ -246,10 +246,11 @@ def predict_cmd(
         f"{interpolated} interpolated over mid width, {pred.macs / 1e6:,.1f} M MACs"
     )
     if measured is not None:
-        gap = measured.median - pred.total_us
+        whole = float(getattr(measured, table.statistic))
+        gap = whole - pred.total_us
         line += (
-            f"; measured end to end {measured.median:,.1f} µs, so {gap:,.1f} µs "
-            f"({100 * gap / measured.median:.1f} %) is not in any leaf layer (residual adds, "
+            f"; measured end to end {whole:,.1f} µs ({table.statistic}), so {gap:,.1f} µs "
+            f"({100 * gap / whole:.1f} %) is not in any leaf layer (residual adds, "
             "concatenations, other tensor ops)"
         )
     typer.echo(line, err=not sys.stdout.isatty())
@@ -333,7 +334,8 @@ def validate_cmd(
     if s:
         msg = (
             f"median |error| {s['median_abs_error_pct']:.1f} %, max {s['max_abs_error_pct']:.1f} %"
-            f" over {s['n']} architectures ({table.meta.get('device_name')}, batch "
+            f" over {s['n']} architectures (on the {table.statistic} of the passes; "
+            f"{table.meta.get('device_name')}, batch "
             f"{table.meta.get('batch')}, {table.meta.get('threads')} threads)"
         )
         if sys.stdout.isatty():

@@ -23,6 +23,7 @@ class Stats:
     iqr: float
     n: int
     outliers: int
+    p10: float  # 10th percentile: the quiet-machine latency (interference only adds time)
 
     @property
     def noisy(self) -> bool:
@@ -45,12 +46,12 @@ def outlier_mask(samples: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 def summarize(samples: Sequence[float] | np.ndarray) -> Stats:
-    """Mean, median, std (ddof=1), min, max, IQR, n and outlier count of samples."""
+    """Mean, median, std (ddof=1), min, max, IQR, n, outlier count and 10th percentile."""
     x = np.asarray(samples, dtype=float)
     if x.size == 0:
         nan = float("nan")
-        return Stats(nan, nan, nan, nan, nan, nan, 0, 0)
-    q1, q3 = np.percentile(x, [25, 75])
+        return Stats(nan, nan, nan, nan, nan, nan, 0, 0, nan)
+    p10, q1, q3 = np.percentile(x, [10, 25, 75])
     return Stats(
         mean=float(x.mean()),
         median=float(np.median(x)),
@@ -60,6 +61,7 @@ def summarize(samples: Sequence[float] | np.ndarray) -> Stats:
         iqr=float(q3 - q1),
         n=int(x.size),
         outliers=int(outlier_mask(x).sum()),
+        p10=float(p10),
     )
 
 

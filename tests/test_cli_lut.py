@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from latprof.cli import app, expand_multi
+from latprof.lut import builder
 
 MODELS = Path(__file__).parent / "models"
 FAST = ["--warmup", "1", "--trials", "3", "--threads", "1"]
@@ -135,14 +136,39 @@ def test_space_dry_run_and_small_build(tmp_path: Path) -> None:
     assert dry.exit_code == 0, dry.output
     assert dry.stdout.startswith("42 entries, 42 to measure")
     assert "estimated build time:" in dry.stdout and "an estimate" in dry.stdout
-    assert "measured 5 sample entries for real" in dry.stdout and "cost proxy" in dry.stdout
+    # uboost: 8 entries in each of its busiest slots -> 8 context networks
+    assert "go into 8 context networks" in dry.stdout and "measured 3 of them" in dry.stdout
+    alone = invoke("build-lut", "--space", "uboost", "--dry-run", "--context", "alone", *FAST)
+    assert alone.exit_code == 0, alone.output
+    assert "measured 5 sample entries for real" in alone.stdout and "cost proxy" in alone.stdout
     out = tmp_path / "u.parquet"
     result = invoke("build-lut", "--space", "uboost", "--shard", "0/6", *FAST, "-o", str(out))
     assert result.exit_code == 0, result.output
     table = pq.read_table(out).to_pandas()
     assert (table["status"] == "ok").all() and len(table) > 0
+    assert (table["time_us_p10"] <= table["time_us_median"]).all()
     meta = json.loads(pq.read_schema(out).metadata[b"latprof"])
     assert meta["space"] == "uboost" and meta["shard"] == [0, 6] and len(meta["space_hash"]) == 16
+    assert (meta["context"], meta["statistic"]) == ("networks", "p10")
+    # a shard's entries are measured in networks whose other slots hold any entry (fillers)
+    assert set(table["key"]) == {k for k in table["key"] if builder.in_shard(k, (0, 6))}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--context", "nearby"], "--context 'nearby': choose networks or alone"),
+        (["--statistic", "p50"], "--statistic 'p50': choose one of p10, median, mean, min"),
+        (
+            ["--models", "zoo:cnn", "--context", "networks"],
+            "--context networks needs a search space",
+        ),
+    ],
+)
+def test_context_and_statistic_options_are_checked(args: list[str], message: str) -> None:
+    result = invoke("build-lut", *args, "--dry-run")
+    assert result.exit_code == 2 and message in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_spaces_listing() -> None:

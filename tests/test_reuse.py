@@ -57,6 +57,7 @@ def fake_table(drop: tuple[str, ...] = ()) -> LatencyTable:
                 **entry.to_dict(),
                 "key": key,
                 "time_us_median": TIMES[key],
+                "time_us_p10": TIMES[key],
                 "macs": 1000.0,
                 "status": "ok",
             }
@@ -125,6 +126,30 @@ def test_predict_measures_misses_on_the_spot_and_adds_them() -> None:
     row = table.rows[pool]
     assert row["status"] == "ok" and row["n"] == 3 and row["macs"] > 0
     assert pred.total_us == pytest.approx(30 + row["time_us_median"])
+
+
+def test_misses_of_a_context_table_are_measured_inside_the_arch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from latprof.lut import context
+
+    pool = "pool_fc|k1|s1|m0|se0|none|d1|8>10|8x8|b1|float32"
+    table = fake_table(drop=(pool,))
+    table.meta.update(warmup=1, trials=3, context="networks", statistic="p10")
+    seen = []
+    real = context.measure
+
+    def spy(todo, slots, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(([j.key for j in todo], [[j.key for j in s] for s in slots]))
+        return real(todo, slots, *args, **kwargs)
+
+    monkeypatch.setattr(context, "measure", spy)
+    pred = table.predict(arch(K3_16), space=tiny_space(), on_miss="measure")
+    chain = [b.key for b in pred.blocks]
+    assert seen == [([pool], [[k] for k in chain])]  # the one network is the arch itself
+    row = table.rows[pool]
+    assert row["n"] == 3 and pred.blocks[-1].source == "measured-now"
+    assert pred.blocks[-1].time_us == row["time_us_p10"] <= row["time_us_median"]
 
 
 def test_table_of_another_space_is_refused() -> None:

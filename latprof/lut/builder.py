@@ -94,61 +94,86 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
+@dataclass
+class Ready:
+    """A job built, placed, warmed up and counted, with the row its samples go into."""
+
+    job: Job
+    module: nn.Module
+    args: tuple
+    row: dict[str, Any]
+
+
+def prepare(job: Job, settings: BuildSettings) -> Ready | dict[str, Any]:
+    """Build, place and warm up one job alone and count its MACs; a failed row on error."""
+    try:
+        module, args = job.make()
+        module = module.to(device=settings.device, dtype=DTYPES[settings.dtype]).eval()
+        args = place(args, settings.device, DTYPES[settings.dtype])
+        with torch.inference_mode():
+            for _ in range(settings.warmup):
+                module(*args)
+        cost = count_layer_costs(module, args, leaves=[""])[""]
+    except Exception as exc:  # any op may fail to build or run at a shape
+        return _failed(job, settings, _reason(exc))
+    row = {
+        **job.columns,
+        "key": job.key,
+        "batch": settings.batch,
+        "dtype": settings.dtype,
+        "macs": cost.macs,
+        "params": cost.params,
+        "status": "ok",
+        "error": "",
+        "samples_us": [],
+    }
+    return Ready(job, module, args, row)
+
+
+def finish_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Fill an ok row's statistics from its samples."""
+    if row["status"] == "ok":
+        s = summarize(row["samples_us"])
+        row.update(
+            time_us_median=s.median,
+            time_us_mean=s.mean,
+            time_us_std=s.std,
+            time_us_min=s.min,
+            time_us_p10=s.p10,
+            time_us_iqr=s.iqr,
+            n=s.n,
+            outliers=s.outliers,
+            noisy=s.noisy,
+        )
+    return row
+
+
 def measure_jobs(jobs: Sequence[Job], settings: BuildSettings, clock: Clock) -> list[dict]:
-    """Measure a batch: build and warm every job, then time them round-robin (A B C A B C)
-    so drift spreads over all entries and each is timed right after a different block."""
+    """Measure a batch alone: build and warm every job, then time them round-robin
+    (A B C A B C) so drift spreads over all entries and each is timed right after a
+    different block."""
     allocator.steady()
-    dtype = DTYPES[settings.dtype]
     rows: dict[str, dict[str, Any]] = {}
-    ready: list[tuple[Job, nn.Module, tuple]] = []
+    ready: list[Ready] = []
     for job in jobs:
-        try:
-            module, args = job.make()
-            module = module.to(device=settings.device, dtype=dtype).eval()
-            args = place(args, settings.device, dtype)
-            with torch.inference_mode():
-                for _ in range(settings.warmup):
-                    module(*args)
-            cost = count_layer_costs(module, args, leaves=[""])[""]
-        except Exception as exc:  # any op may fail to build or run at a shape
-            rows[job.key] = _failed(job, settings, _reason(exc))
-            continue
-        rows[job.key] = {
-            **job.columns,
-            "key": job.key,
-            "batch": settings.batch,
-            "dtype": settings.dtype,
-            "macs": cost.macs,
-            "params": cost.params,
-            "status": "ok",
-            "error": "",
-            "samples_us": [],
-        }
-        ready.append((job, module, args))
+        got = prepare(job, settings)
+        if isinstance(got, Ready):
+            ready.append(got)
+            rows[job.key] = got.row
+        else:
+            rows[job.key] = got
     with torch.inference_mode():
         for _ in range(settings.trials):
-            for job, module, args in ready:
-                row = rows[job.key]
-                if row["status"] != "ok":
+            for r in ready:
+                if rows[r.job.key]["status"] != "ok":
                     continue
                 try:
-                    row["samples_us"].append(time_plain(lambda m=module, a=args: m(*a), clock))
+                    r.row["samples_us"].append(
+                        time_plain(lambda m=r.module, a=r.args: m(*a), clock)
+                    )
                 except Exception as exc:
-                    rows[job.key] = _failed(job, settings, _reason(exc))
-    for row in rows.values():
-        if row["status"] == "ok":
-            s = summarize(row["samples_us"])
-            row.update(
-                time_us_median=s.median,
-                time_us_mean=s.mean,
-                time_us_std=s.std,
-                time_us_min=s.min,
-                time_us_iqr=s.iqr,
-                n=s.n,
-                outliers=s.outliers,
-                noisy=s.noisy,
-            )
-    return [rows[j.key] for j in jobs]
+                    rows[r.job.key] = _failed(r.job, settings, _reason(exc))
+    return [finish_row(rows[j.key]) for j in jobs]
 
 
 def chunks(items: Sequence[Job], size: int) -> Iterator[Sequence[Job]]:
@@ -189,8 +214,11 @@ def build(
     remeasure_noisy: bool = False,
     clock: Clock | None = None,
     progress: Progress | None = None,
+    slots: Sequence[Sequence[Job]] | None = None,
 ) -> BuildResult:
-    """Measure every job not yet in `out`, saving atomically after each batch."""
+    """Measure every job not yet in `out`, saving atomically after each batch. With
+    `slots` (the jobs each slot of a space can hold, in order) entries are measured in
+    context networks (latprof.lut.context), else alone."""
     table = open_table(out, meta, resume, remeasure_noisy)
     todo = [j for j in jobs if j.key not in table.rows]
     reused = len(jobs) - len(todo)
@@ -198,13 +226,23 @@ def build(
     done = 0
     if progress:
         progress(0, len(todo))
-    for batch in chunks(todo, settings.flush_every):
-        for row in measure_jobs(batch, settings, clock):
+
+    def save(rows: list[dict[str, Any]]) -> None:
+        nonlocal done
+        for row in rows:
             table.add(row)
         table.save(out)
-        done += len(batch)
+        done += len(rows)
         if progress:
             progress(done, len(todo))
+
+    if slots is not None and todo:
+        from latprof.lut import context
+
+        context.measure(todo, slots, settings, clock, on_group=save)
+    else:
+        for batch in chunks(todo, settings.flush_every):
+            save(measure_jobs(batch, settings, clock))
     if not todo and not out.exists():
         table.save(out)
     keys = {j.key for j in jobs}

@@ -127,7 +127,7 @@ def _lookup(
 ) -> tuple[float | None, str, float | None]:
     row = table.rows.get(key)
     if row is not None and row["status"] == "ok":
-        return float(row["time_us_median"]), "measured", row["macs"]
+        return table.time_of(row), "measured", row["macs"]
     value = None if exact and on_miss == "measure" and row is None else table.get(key)
     if value is not None:
         return value, "interpolated", None
@@ -138,7 +138,7 @@ def _lookup(
         table.rows[key] = new
         if new["status"] != "ok":
             raise LookupMissError(f"entry {key} failed to run: {new['error']}")
-        return float(new["time_us_median"]), "measured-now", new["macs"]
+        return table.time_of(new), "measured-now", new["macs"]
     return None, "missing", None
 
 
@@ -150,25 +150,58 @@ def predict_arch(
     exact: bool = False,
 ) -> Prediction:
     """Sum of the table's entries along `arch`. Misses raise LookupMissError unless
-    ``on_miss`` is ``"measure"`` (measured now and added to `table`) or ``"report"``.
-    With ``exact`` (and ``on_miss="measure"``) widths that would be interpolated are
-    measured instead."""
+    ``on_miss`` is ``"measure"`` (measured now, the way the table was built, and added to
+    `table`) or ``"report"``. With ``exact`` (and ``on_miss="measure"``) widths that would be
+    interpolated are measured instead."""
     from latprof.lut.arch import entries
 
     space = table_space(table, arch, space)
     batch, dtype = int(table.meta["batch"]), str(table.meta["dtype"])
+    placed = [(slot, entry, entry.key(batch, dtype)) for slot, entry in entries(arch, space)]
+    now: set[str] = set()
+    if on_miss == "measure":
+        now = _measure_missing(table, [(e, k) for _, e, k in placed], exact)
     blocks = []
     misses = []
-    for slot, entry in entries(arch, space):
-        key = entry.key(batch, dtype)
+    for slot, entry, key in placed:
         t, source, macs = _lookup(
             table, key, on_miss, lambda e=entry: measure_entry(table, e), exact
         )
         if t is None:
             misses.append(key)
+        elif key in now:
+            source = "measured-now"
         blocks.append(BlockTime(slot, key, t, source, macs))
     _raise_misses(misses, on_miss, arch.name)
     return Prediction(arch.name, blocks, misses)
+
+
+def _measure_missing(table: LatencyTable, chain: list[tuple[Entry, str]], exact: bool) -> set[str]:
+    """Measure the entries of `chain` (an arch's blocks, in order) the table lacks (and, with
+    `exact`, those it would interpolate), the way the table was built: in the context of this
+    very network, or alone. Adds their rows; returns their keys."""
+    from latprof.lut.builder import entry_jobs
+
+    batch, dtype = int(table.meta["batch"]), str(table.meta["dtype"])
+    wanted = [
+        e for e, k in dict(chain).items() if k not in table.rows and (exact or table.get(k) is None)
+    ]
+    if not wanted:
+        return set()
+    settings, clock = _settings(table)
+    todo = entry_jobs(wanted, batch, dtype)
+    if table.meta.get("context") == "networks":
+        from latprof.lut.context import measure
+
+        slots = [entry_jobs([e], batch, dtype) for e, _ in chain]
+        rows = measure(todo, slots, settings, clock)
+    else:
+        from latprof.lut.builder import measure_jobs
+
+        rows = measure_jobs(todo, settings, clock)
+    for row in rows:
+        table.rows[row["key"]] = row
+    return {row["key"] for row in rows}
 
 
 def _raise_misses(misses: list[str], on_miss: OnMiss, name: str) -> None:
@@ -186,8 +219,9 @@ def measure_entry(table: LatencyTable, entry: Entry) -> dict[str, Any]:
     return _measure_jobs(table, entry_jobs([entry], int(table.meta["batch"]), table.meta["dtype"]))
 
 
-def _measure_jobs(table: LatencyTable, jobs: list[Any]) -> dict[str, Any]:
-    from latprof.lut.builder import BuildSettings, measure_jobs
+def _settings(table: LatencyTable) -> tuple[Any, Any]:
+    """The build settings and clock of the table's measuring environment."""
+    from latprof.lut.builder import BuildSettings
     from latprof.measure.clocks import clock_for
 
     m = table.meta
@@ -198,7 +232,14 @@ def _measure_jobs(table: LatencyTable, jobs: list[Any]) -> dict[str, Any]:
         warmup=int(m.get("warmup", 10)),
         trials=int(m.get("trials", 20)),
     )
-    return measure_jobs(jobs, settings, clock_for(settings.device))[0]
+    return settings, clock_for(settings.device)
+
+
+def _measure_jobs(table: LatencyTable, jobs: list[Any]) -> dict[str, Any]:
+    from latprof.lut.builder import measure_jobs
+
+    settings, clock = _settings(table)
+    return measure_jobs(jobs, settings, clock)[0]
 
 
 # ---------------------------------------------------------------------- layer tables

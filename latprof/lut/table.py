@@ -43,6 +43,7 @@ SCHEMA = pa.schema(
         ("time_us_mean", pa.float64()),
         ("time_us_std", pa.float64()),
         ("time_us_min", pa.float64()),
+        ("time_us_p10", pa.float64()),
         ("time_us_iqr", pa.float64()),
         ("n", pa.int64()),
         ("outliers", pa.int64()),
@@ -55,6 +56,13 @@ SCHEMA = pa.schema(
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
+STATISTICS = {
+    "p10": "time_us_p10",
+    "median": "time_us_median",
+    "mean": "time_us_mean",
+    "min": "time_us_min",
+}
+"""What a lookup returns, by the table's `statistic` (tables without one: median)."""
 # metadata fields that must agree for two tables to be merged or resumed
 COMPATIBLE = (
     "kind",
@@ -69,6 +77,7 @@ COMPATIBLE = (
     "warmup",
     "trials",
     "width_step",
+    "context",
 )
 
 
@@ -86,6 +95,20 @@ class LatencyTable:
         if row["key"] in self.rows:
             raise UsageError(f"duplicate key {row['key']!r}")
         self.rows[row["key"]] = {c: row.get(c) for c in COLUMNS}
+
+    @property
+    def statistic(self) -> str:
+        return str(self.meta.get("statistic") or "median")
+
+    def time_of(self, row: dict[str, Any]) -> float:
+        """An entry's latency in µs by the table's statistic."""
+        value = row.get(STATISTICS[self.statistic])
+        if value is None:
+            raise FileFormatError(
+                f"entry {row['key']} has no {STATISTICS[self.statistic]} (the table's "
+                f"statistic is {self.statistic!r}); rebuild the table"
+            )
+        return float(value)
 
     def ok_rows(self) -> list[dict[str, Any]]:
         return [r for r in self.rows.values() if r["status"] == "ok"]
@@ -130,6 +153,8 @@ class LatencyTable:
         out = []
         for name in COMPATIBLE:
             a, b = self.meta.get(name), other_meta.get(name)
+            if name == "context":  # tables from before in-context measurement
+                a, b = a or "alone", b or "alone"
             if a != b:
                 out.append(f"{name}: {a!r} != {b!r}")
         return out
@@ -184,7 +209,8 @@ class LatencyTable:
     # ------------------------------------------------------------------ lookup
 
     def lookup(self, key: str) -> float:
-        """Median µs of an entry; interpolates over mid-channel widths; raises on a miss."""
+        """An entry's µs (by the table's statistic); interpolates over mid-channel widths;
+        raises on a miss."""
         value = self.get(key)
         if value is None:
             raise LookupMissError(f"no entry for {key}")
@@ -193,7 +219,7 @@ class LatencyTable:
     def get(self, key: str) -> float | None:
         row = self.rows.get(key)
         if row is not None and row["status"] == "ok":
-            return float(row["time_us_median"])
+            return self.time_of(row)
         return self._interpolate(key)
 
     def _interpolate(self, key: str) -> float | None:
@@ -213,7 +239,7 @@ class LatencyTable:
         if mid == 0:
             return None
         head, tail = parts[:3], parts[5:]
-        best: dict[int, tuple[int, float]] = {}  # mid -> (|se - query se|, median µs)
+        best: dict[int, tuple[int, float]] = {}  # mid -> (|se - query se|, µs)
         for row in self.ok_rows():
             rp = row["key"].split("|")
             if len(rp) != len(parts) or rp[:3] != head or rp[5:] != tail:
@@ -224,7 +250,7 @@ class LatencyTable:
                 continue
             if row_mid == 0 or (row_se > 0) != (se > 0):
                 continue
-            candidate = (abs(row_se - se), float(row["time_us_median"]))
+            candidate = (abs(row_se - se), self.time_of(row))
             if row_mid not in best or candidate < best[row_mid]:
                 best[row_mid] = candidate
         lower = max((m for m in best if m <= mid), default=None)

@@ -98,17 +98,23 @@ def measure_end_to_end(
     return measure_many([(module, args, kwargs)], settings, clock)[0]
 
 
-def row(name: str, pred: Prediction, stats: Stats, macs: float) -> dict[str, Any]:
-    """One validation row; error_pct is (predicted - measured) / measured in percent."""
+def row(
+    name: str, pred: Prediction, stats: Stats, macs: float, statistic: str = "median"
+) -> dict[str, Any]:
+    """One validation row. `measured_us` is the `statistic` of the passes (the one the table
+    predicts); error_pct is (predicted - measured) / measured in percent."""
     predicted = pred.total_us if not pred.misses else None
-    err = None if predicted is None else 100.0 * (predicted - stats.median) / stats.median
+    measured = float(getattr(stats, statistic))
+    err = None if predicted is None else 100.0 * (predicted - measured) / measured
     return {
         "arch": name,
-        "measured_us": stats.median,
+        "measured_us": measured,
+        "statistic": statistic,
+        "measured_median_us": stats.median,
         "measured_iqr_us": stats.iqr,
         "predicted_us": predicted,
         "error_pct": err,
-        "unattributed_us": None if predicted is None else stats.median - predicted,
+        "unattributed_us": None if predicted is None else measured - predicted,
         "macs": macs,
         "blocks": len(pred.blocks),
         "interpolated": sum(b.source == "interpolated" for b in pred.blocks),
@@ -173,7 +179,10 @@ def validate(
         preds.append(pred)
         networks.append(net)
     measured = measure_many(networks, settings, progress=progress)
-    return [row(p.name, p, stats, macs) for p, (stats, macs) in zip(preds, measured, strict=True)]
+    return [
+        row(p.name, p, stats, macs, table.statistic)
+        for p, (stats, macs) in zip(preds, measured, strict=True)
+    ]
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, float]:

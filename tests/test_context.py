@@ -1,0 +1,127 @@
+"""Entries measured in context networks: the plan, the fillers, exact fake-clock times."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from latprof.lut import builder, context
+from latprof.lut.builder import BuildSettings, Job
+from latprof.lut.table import LatencyTable
+from latprof.measure.clocks import FakeClock
+from tests.helpers import Work
+
+SETTINGS = BuildSettings(warmup=1, trials=3)
+SLOT_KEYS = [
+    ["s"],
+    ["a1", "a2", "a3"],
+    ["b1", "b2", "b3", "b4", "b5"],
+    ["b1", "b2", "b3", "b4", "b5"],
+]
+ALL = sorted({k for keys in SLOT_KEYS for k in keys})
+META = {
+    "kind": "lut",
+    "source": "space",
+    "space_hash": "h",
+    "batch": 1,
+    "dtype": "float32",
+    "device": "cpu",
+    "context": "networks",
+    "statistic": "p10",
+}
+
+
+def slot_jobs(clock: FakeClock, slot_keys: list[list[str]], broken: str = "") -> list[list[Job]]:
+    """Each key 'runs' for (its number + 1) µs of fake time: s 1 µs, a2 3 µs, b5 6 µs."""
+
+    def make(key: str) -> tuple[nn.Module, tuple]:
+        if key == broken:
+            raise RuntimeError("cannot build this one")
+        if key == "interrupt":
+            raise KeyboardInterrupt
+        ns = (int(key[1:] or 0) + 1) * 1000
+        return Work(clock, ns), (torch.zeros(1, 2),)
+
+    return [[Job(k, {"op": k[0]}, lambda k=k: make(k)) for k in keys] for keys in slot_keys]
+
+
+def test_plan_places_every_key_once_in_a_slot_that_has_it() -> None:
+    networks = context.plan(SLOT_KEYS, ALL)
+    # b's five keys share two positions: 3 networks, as many as a's three keys need
+    assert len(networks) == 3
+    placed = Counter(k for net in networks for k in net if k is not None)
+    assert sorted(placed) == ALL and set(placed.values()) == {1}
+    for net in networks:
+        for position, key in enumerate(net):
+            assert key is None or key in SLOT_KEYS[position]
+    assert context.plan(SLOT_KEYS, ALL) == networks  # seeded: the same plan again
+    assert context.plan(SLOT_KEYS, ALL, seed=1) != networks
+
+
+def test_plan_only_what_is_left_and_refuses_strays() -> None:
+    networks = context.plan(SLOT_KEYS, ["a2", "b4"])
+    assert len(networks) == 1 and networks[0] == [None, "a2", "b4", None]
+    with pytest.raises(ValueError, match=r"fit no slot, e\.g\. z9"):
+        context.plan(SLOT_KEYS, ["a1", "z9"])
+
+
+def test_fill_reuses_keys_of_the_same_position_then_any_of_the_slot() -> None:
+    group = [[None, "a1", None], [None, "a3", None], [None, None, None]]
+    slot_keys = [["s"], ["a1", "a2", "a3"], ["c1", "c2"]]
+    filled = context.fill(group, slot_keys, random.Random(0))
+    assert [net[0] for net in filled] == ["s", "s", "s"]
+    assert [net[1] for net in filled] == ["a1", "a3", "a1"]  # the empty one takes a1 in turn
+    assert filled[0][2] in ("c1", "c2") and all(net[2] in ("c1", "c2") for net in filled)
+
+
+def test_measure_times_each_block_inside_its_network_exactly() -> None:
+    clock = FakeClock()
+    slots = slot_jobs(clock, SLOT_KEYS)
+    todo = [j for slot in slots for j in slot if j.key != "s"]  # s only as a filler
+    rows = {r["key"]: r for r in context.measure(todo, slots, SETTINGS, clock)}
+    assert sorted(rows) == sorted(set(ALL) - {"s"})
+    for key, row in rows.items():
+        want = int(key[1:]) + 1.0
+        assert row["status"] == "ok"
+        assert set(row["samples_us"]) == {want}
+        assert row["time_us_p10"] == row["time_us_median"] == want
+    # 3 networks x 3 trials; one clock pass (one CUDA sync) per network pass, none in warm-up
+    assert clock.passes == 9
+    # a's keys fill the one network the plan left without a: the filler is timed as well
+    assert sum(rows[k]["n"] for k in ("a1", "a2", "a3")) == 9
+    assert sum(rows[k]["n"] for k in ("b1", "b2", "b3", "b4", "b5")) == 18
+
+
+def test_a_broken_entry_fails_alone_and_its_place_is_taken() -> None:
+    clock = FakeClock()
+    slots = slot_jobs(clock, SLOT_KEYS, broken="a2")
+    rows = {r["key"]: r for r in context.measure(slots[1], slots, SETTINGS, clock)}
+    assert rows["a2"]["status"] == "failed" and "cannot build this one" in rows["a2"]["error"]
+    assert rows["a1"]["status"] == rows["a3"]["status"] == "ok"
+    assert clock.passes == 9  # the network that held a2 still ran, with another a
+
+
+def test_build_in_context_saves_each_group_and_resumes(tmp_path: Path) -> None:
+    clock = FakeClock()
+    keys = [[f"a{i}" for i in range(10)], ["s"]]
+    slots = slot_jobs(clock, keys)
+    out = tmp_path / "t.parquet"
+    broken = slot_jobs(clock, [[*keys[0][:6], "interrupt", *keys[0][7:]]])[0]
+    broken_keys = [j.key for j in broken]
+    plan_order = [net[0] for net in context.plan([broken_keys, ["s"]], broken_keys)]
+    groups_done = plan_order.index("interrupt") // 4  # groups of 4 networks before it
+    assert groups_done >= 1
+    with pytest.raises(KeyboardInterrupt):
+        builder.build(broken, SETTINGS, out, META, clock=clock, slots=[broken, slots[1]])
+    saved = LatencyTable.load(out)
+    assert len(saved) == 4 * groups_done and saved.meta["context"] == "networks"
+    result = builder.build(slots[0], SETTINGS, out, META, resume=True, clock=clock, slots=slots)
+    assert (result.reused, result.measured) == (4 * groups_done, 10 - 4 * groups_done)
+    table = LatencyTable.load(out)
+    assert table.statistic == "p10"
+    assert table.lookup("a9") == 10.0
