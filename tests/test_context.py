@@ -36,6 +36,13 @@ META = {
 }
 
 
+class Boom(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() != 0:
+            raise RuntimeError("boom after another block")
+        return x
+
+
 def slot_jobs(clock: FakeClock, slot_keys: list[list[str]], broken: str = "") -> list[list[Job]]:
     """Each key 'runs' for (its number + 1) µs of fake time: s 1 µs, a2 3 µs, b5 6 µs."""
 
@@ -44,6 +51,8 @@ def slot_jobs(clock: FakeClock, slot_keys: list[list[str]], broken: str = "") ->
             raise RuntimeError("cannot build this one")
         if key == "interrupt":
             raise KeyboardInterrupt
+        if key == "boom":  # builds and runs alone, fails inside a network
+            return Boom(), (torch.zeros(1, 2),)
         ns = (int(key[1:] or 0) + 1) * 1000
         return Work(clock, ns), (torch.zeros(1, 2),)
 
@@ -125,3 +134,49 @@ def test_build_in_context_saves_each_group_and_resumes(tmp_path: Path) -> None:
     table = LatencyTable.load(out)
     assert table.statistic == "p10"
     assert table.lookup("a9") == 10.0
+
+
+def test_a_block_failing_in_its_network_fails_alone() -> None:
+    clock = FakeClock()
+    # Work adds nothing, so give the stem a non-zero input: Boom then fails in a network
+    slots = slot_jobs(clock, [["s"], ["a1", "boom"], ["c1"]])
+    slots[0] = [Job("s", {"op": "s"}, lambda: (Work(clock, 1000), (torch.ones(1, 2),)))]
+    todo = [j for slot in slots for j in slot]
+    rows = {r["key"]: r for r in context.measure(todo, slots, SETTINGS, clock)}
+    assert rows["boom"]["status"] == "failed"
+    assert rows["boom"]["error"] == "in its network: RuntimeError: boom after another block"
+    assert all(rows[k]["status"] == "ok" and rows[k]["n"] > 0 for k in ("s", "a1", "c1"))
+
+
+def test_entries_of_networks_that_cannot_run_fail_with_the_reason() -> None:
+    clock = FakeClock()
+    slots = slot_jobs(clock, [["s"], ["a1", "a2"], ["c1"]], broken="c1")
+    rows = {r["key"]: r for r in context.measure(slots[1], slots, SETTINGS, clock)}
+    for key in ("a1", "a2"):  # never timed: no NaN 'ok' rows
+        assert rows[key]["status"] == "failed" and rows[key]["n"] == 0
+        assert "not timed: a slot of its network has no entry that runs" in rows[key]["error"]
+        assert "c1: RuntimeError: cannot build this one" in rows[key]["error"]
+
+
+def test_fill_never_puts_one_key_twice_in_a_network() -> None:
+    slot_keys = [["x1", "x2"], ["x1", "x2"], ["a1"]]
+    for seed in range(20):
+        filled = context.fill([[None, None, "a1"]], slot_keys, random.Random(seed))
+        assert sorted(filled[0][:2]) == ["x1", "x2"]
+
+
+def test_resume_names_the_flags_and_merge_refuses_another_statistic(tmp_path: Path) -> None:
+    from latprof.errors import UsageError
+    from latprof.lut.table import merge
+
+    out = tmp_path / "t.parquet"
+    LatencyTable(dict(META)).save(out)
+    old = {k: v for k, v in META.items() if k not in ("context", "statistic")}
+    with pytest.raises(UsageError) as err:
+        builder.open_table(out, old, resume=True)
+    assert "context: 'networks' != 'alone'; statistic: 'p10' != 'median'" in str(err.value)
+    assert str(err.value).endswith("to continue it pass --context networks --statistic p10")
+    with pytest.raises(UsageError, match="environments differ \\(statistic: 'p10' != 'median'"):
+        merge(
+            [("new", LatencyTable(dict(META))), ("old", LatencyTable({**META, "statistic": None}))]
+        )

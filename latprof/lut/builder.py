@@ -193,9 +193,16 @@ def open_table(
         table = LatencyTable.load(out)
         diffs = table.differences(meta)
         if diffs:
+            how = {
+                name: table.meta.get(name) or default
+                for name, default in (("context", "alone"), ("statistic", "median"))
+                if any(d.startswith(f"{name}:") for d in diffs)
+            }
+            hint = " ".join(f"--{name} {value}" for name, value in how.items())
+            fix = f"to continue it pass {hint}" if len(how) == len(diffs) else "use a new -o"
             raise UsageError(
                 f"--resume: {out} was built for another space or environment "
-                f"({'; '.join(diffs)}); use a new -o"
+                f"({'; '.join(diffs)}); {fix}"
             )
         if remeasure_noisy:
             for key in [k for k, r in table.rows.items() if r["noisy"] or r["status"] != "ok"]:

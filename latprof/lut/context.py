@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -66,7 +66,8 @@ def fill(
     group: Sequence[Network], slot_keys: Sequence[Sequence[str]], rng: random.Random
 ) -> list[list[str]]:
     """Complete a group of networks: an empty position takes a key the same position holds
-    elsewhere in the group (in turn), else a random key of its slot."""
+    elsewhere in the group (in turn), else a random key of its slot; a network never holds
+    one key twice while its slot has others."""
     out = [list(net) for net in group]
     for position, keys in enumerate(slot_keys):
         present = [net[position] for net in group if net[position] is not None]
@@ -77,8 +78,15 @@ def fill(
                     net[position] = present[turn % len(present)]
                     turn += 1
                 else:
-                    net[position] = rng.choice(list(keys))
-    return out  # type: ignore[return-value]
+                    fresh = [k for k in keys if k not in net] or list(keys)
+                    net[position] = rng.choice(fresh)
+    return cast(list[list[str]], out)
+
+
+class _BlockFailed(Exception):
+    def __init__(self, index: int, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.index, self.cause = index, cause
 
 
 def measure_group(
@@ -92,8 +100,10 @@ def measure_group(
 
     Every distinct entry is built and warmed up alone; then each network runs
     NETWORK_WARMUP passes and `settings.trials` timed passes with a clock mark between
-    blocks (one clock pass, so on CUDA one synchronisation, per network pass). A key that
-    fails to build or run gets a failed row; its positions take another key of the slot."""
+    blocks (one clock pass, so on CUDA one synchronisation, per network pass). An entry that
+    fails to build, or to run in its network, gets a failed row and its position takes
+    another entry of the group; an entry whose networks cannot run at all (a slot with no
+    entry that runs) gets a failed row saying so."""
     allocator.steady()
     ready: dict[str, Ready] = {}
     rows: dict[str, dict[str, Any]] = {}
@@ -105,27 +115,32 @@ def measure_group(
             rows[key] = got
     with torch.inference_mode():
         for net in networks:
-            chain = _runnable(net, networks, ready)
-            if chain is None:  # a slot none of whose entries runs: time what can be alone
-                continue
-            try:
-                _time_network(chain, record, settings, clock)
-            except Exception as exc:  # blocks that do not chain (a broken custom space)
-                for r in chain:
-                    if r.job.key in record:
-                        rows[r.job.key] = _failed(r.job, settings, _reason(exc))
-    for key, r in ready.items():
-        if key in record and key not in rows:
+            while (chain := _runnable(net, networks, ready)) is not None:
+                try:
+                    _time_network(chain, record, settings, clock)
+                    break
+                except _BlockFailed as failed:
+                    bad = chain[failed.index].job
+                    rows[bad.key] = _failed(
+                        bad, settings, "in its network: " + _reason(failed.cause)
+                    )
+                    del ready[bad.key]
+    broken = "; ".join(f"{r['key']}: {r['error']}" for r in rows.values())[:300]
+    for key in sorted(record - rows.keys()):
+        r = ready.get(key)
+        if r is not None and r.row["samples_us"]:
             rows[key] = r.row
-    for key in record - rows.keys():
-        rows[key] = _failed(jobs[key], settings, "no runnable network held this entry")
+        else:
+            why = f"not timed: a slot of its network has no entry that runs ({broken})"
+            rows[key] = _failed(jobs[key], settings, why)
     return {k: finish_row(v) for k, v in rows.items()}
 
 
 def _runnable(
     net: Sequence[str], networks: Sequence[Sequence[str]], ready: dict[str, Ready]
 ) -> list[Ready] | None:
-    chain = []
+    """The network's prepared entries; a failed one replaced by another of its position."""
+    chain: list[Ready] = []
     for position, key in enumerate(net):
         if key not in ready:
             key = next((n[position] for n in networks if n[position] in ready), None)
@@ -138,15 +153,16 @@ def _runnable(
 def _time_network(
     chain: list[Ready], record: set[str], settings: BuildSettings, clock: Clock
 ) -> None:
-    x0 = chain[0].args
     for _ in range(NETWORK_WARMUP):
-        _pass(chain, x0)
+        x = chain[0].args
+        for index, r in enumerate(chain):
+            x = _call(index, r, x)
     for _ in range(settings.trials):
         clock.start_pass()
         marks = [clock.mark()]
-        x = x0
-        for r in chain:
-            x = (r.module(*x),)
+        x = chain[0].args
+        for index, r in enumerate(chain):
+            x = _call(index, r, x)
             marks.append(clock.mark())
         clock.finish()
         for r, start, end in zip(chain, marks, marks[1:], strict=False):
@@ -154,9 +170,11 @@ def _time_network(
                 r.row["samples_us"].append(clock.elapsed_us(start, end))
 
 
-def _pass(chain: list[Ready], x: tuple) -> None:
-    for r in chain:
-        x = (r.module(*x),)
+def _call(index: int, r: Ready, x: tuple) -> tuple:
+    try:
+        return (r.module(*x),)
+    except Exception as exc:  # this block cannot run here (or at all)
+        raise _BlockFailed(index, exc) from exc
 
 
 def measure(

@@ -10,8 +10,10 @@ from latprof.errors import LookupMissError, SpaceError, UsageError
 
 if TYPE_CHECKING:
     from latprof.lut.arch import Arch
+    from latprof.lut.builder import BuildSettings
     from latprof.lut.space import Entry, SearchSpace
     from latprof.lut.table import LatencyTable
+    from latprof.measure.clocks import Clock
 
 OnMiss = Literal["raise", "measure", "report"]
 
@@ -161,6 +163,9 @@ def predict_arch(
     now: set[str] = set()
     if on_miss == "measure":
         now = _measure_missing(table, [(e, k) for _, e, k in placed], exact)
+        for key in sorted(now):
+            if table.rows[key]["status"] != "ok":
+                raise LookupMissError(f"entry {key} failed to run: {table.rows[key]['error']}")
     blocks = []
     misses = []
     for slot, entry, key in placed:
@@ -219,7 +224,7 @@ def measure_entry(table: LatencyTable, entry: Entry) -> dict[str, Any]:
     return _measure_jobs(table, entry_jobs([entry], int(table.meta["batch"]), table.meta["dtype"]))
 
 
-def _settings(table: LatencyTable) -> tuple[Any, Any]:
+def _settings(table: LatencyTable) -> tuple[BuildSettings, Clock]:
     """The build settings and clock of the table's measuring environment."""
     from latprof.lut.builder import BuildSettings
     from latprof.measure.clocks import clock_for

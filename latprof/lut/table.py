@@ -78,6 +78,7 @@ COMPATIBLE = (
     "trials",
     "width_step",
     "context",
+    "statistic",
 )
 
 
@@ -155,6 +156,8 @@ class LatencyTable:
             a, b = self.meta.get(name), other_meta.get(name)
             if name == "context":  # tables from before in-context measurement
                 a, b = a or "alone", b or "alone"
+            if name == "statistic":
+                a, b = a or "median", b or "median"
             if a != b:
                 out.append(f"{name}: {a!r} != {b!r}")
         return out

@@ -69,8 +69,8 @@ def compare(
     table: LatencyTable | None = None,
     progress: Progress | None = None,
 ) -> Comparison:
-    """Predict every arch with every available predictor, then measure them all end to end,
-    round-robin (`measure_many`)."""
+    """Predict every arch with every available predictor, then measure them all end to end
+    (`measure_many`). `measured_us` is the statistic the table predicts (p10 without one)."""
     from latprof.lut.predict import predict_arch
     from latprof.lut.validate import measure_many
     from latprof.profiler import DTYPES
@@ -97,8 +97,14 @@ def compare(
         result.archs.append(record)
         networks.append((net, (x,), {}))
     measured = measure_many(networks, settings, progress=progress)
+    statistic = table.statistic if table is not None else "p10"
     for record, (stats, macs) in zip(result.archs, measured, strict=True):
-        record.update(measured_us=stats.median, measured_iqr_us=stats.iqr, macs=macs)
+        record.update(
+            measured_us=float(getattr(stats, statistic)),
+            measured_median_us=stats.median,
+            measured_iqr_us=stats.iqr,
+            macs=macs,
+        )
     return result
 
 
