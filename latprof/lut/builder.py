@@ -18,7 +18,7 @@ from torch import nn
 
 from latprof.errors import UsageError
 from latprof.flops import count_layer_costs
-from latprof.lut.table import LatencyTable
+from latprof.lut.table import OLDER_DEFAULTS, LatencyTable
 from latprof.measure import allocator
 from latprof.measure.clocks import Clock, clock_for
 from latprof.measure.runner import time_plain
@@ -195,7 +195,7 @@ def open_table(
         if diffs:
             how = {
                 name: table.meta.get(name) or default
-                for name, default in (("context", "alone"), ("statistic", "median"))
+                for name, default in OLDER_DEFAULTS.items()
                 if any(d.startswith(f"{name}:") for d in diffs)
             }
             hint = " ".join(f"--{name} {value}" for name, value in how.items())

@@ -177,6 +177,16 @@ def _call(index: int, r: Ready, x: tuple) -> tuple:
         raise _BlockFailed(index, exc) from exc
 
 
+def _planned(
+    todo: Sequence[Job], slots: Sequence[Sequence[Job]], seed: int
+) -> tuple[dict[str, Job], list[list[str]], list[Network]]:
+    """Every job by key, each slot's keys, and the plan of networks for `todo`."""
+    jobs = {j.key: j for slot in slots for j in slot}
+    jobs.update({j.key: j for j in todo})
+    slot_keys = [[j.key for j in slot] for slot in slots]
+    return jobs, slot_keys, plan(slot_keys, [j.key for j in todo], seed)
+
+
 def measure(
     todo: Sequence[Job],
     slots: Sequence[Sequence[Job]],
@@ -189,10 +199,7 @@ def measure(
     """Rows for `todo`, measured in context networks through `slots` (the jobs each slot
     can hold, in order), a group of networks at a time; `on_group` gets each group's rows
     (to save them) as soon as they are measured."""
-    jobs = {j.key: j for slot in slots for j in slot}
-    jobs.update({j.key: j for j in todo})
-    slot_keys = [[j.key for j in slot] for slot in slots]
-    networks = plan(slot_keys, [j.key for j in todo], seed)
+    jobs, slot_keys, networks = _planned(todo, slots, seed)
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []
     for start in range(0, len(networks), networks_per_group):
@@ -219,10 +226,7 @@ def estimate(
     the rest are assumed to cost their mean. Saves are not included."""
     import time
 
-    jobs = {j.key: j for slot in slots for j in slot}
-    jobs.update({j.key: j for j in todo})
-    slot_keys = [[j.key for j in slot] for slot in slots]
-    networks = plan(slot_keys, [j.key for j in todo], seed)
+    jobs, slot_keys, networks = _planned(todo, slots, seed)
     if not networks:
         return 0, 0.0, 0.0
     rng = random.Random(seed)

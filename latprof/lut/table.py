@@ -63,6 +63,8 @@ STATISTICS = {
     "min": "time_us_min",
 }
 """What a lookup returns, by the table's `statistic` (tables without one: median)."""
+OLDER_DEFAULTS = {"context": "alone", "statistic": "median"}
+"""What tables from before in-context measurement (without these fields) did."""
 # metadata fields that must agree for two tables to be merged or resumed
 COMPATIBLE = (
     "kind",
@@ -99,7 +101,7 @@ class LatencyTable:
 
     @property
     def statistic(self) -> str:
-        return str(self.meta.get("statistic") or "median")
+        return str(self.meta.get("statistic") or OLDER_DEFAULTS["statistic"])
 
     def time_of(self, row: dict[str, Any]) -> float:
         """An entry's latency in µs by the table's statistic."""
@@ -154,10 +156,8 @@ class LatencyTable:
         out = []
         for name in COMPATIBLE:
             a, b = self.meta.get(name), other_meta.get(name)
-            if name == "context":  # tables from before in-context measurement
-                a, b = a or "alone", b or "alone"
-            if name == "statistic":
-                a, b = a or "median", b or "median"
+            if name in OLDER_DEFAULTS:
+                a, b = a or OLDER_DEFAULTS[name], b or OLDER_DEFAULTS[name]
             if a != b:
                 out.append(f"{name}: {a!r} != {b!r}")
         return out
