@@ -124,9 +124,11 @@ def _lookup(
     table: LatencyTable,
     key: str,
     on_miss: OnMiss,
-    measure: Callable[[], dict[str, Any]],
+    measure: Callable[[], dict[str, Any]] | None = None,
     exact: bool = False,
 ) -> tuple[float | None, str, float | None]:
+    """(µs, source, MACs) of one key; with on_miss "measure", a miss is measured by `measure`
+    (None: the caller measured its misses beforehand)."""
     row = table.rows.get(key)
     if row is not None and row["status"] == "ok":
         return table.time_of(row), "measured", row["macs"]
@@ -136,6 +138,8 @@ def _lookup(
     if on_miss == "measure":
         if row is not None:  # a failed entry: measuring again would fail again
             raise LookupMissError(f"entry {key} failed when the table was built: {row['error']}")
+        if measure is None:
+            return None, "missing", None
         new = measure()
         table.rows[key] = new
         if new["status"] != "ok":
@@ -168,10 +172,8 @@ def predict_arch(
                 raise LookupMissError(f"entry {key} failed to run: {table.rows[key]['error']}")
     blocks = []
     misses = []
-    for slot, entry, key in placed:
-        t, source, macs = _lookup(
-            table, key, on_miss, lambda e=entry: measure_entry(table, e), exact
-        )
+    for slot, _, key in placed:
+        t, source, macs = _lookup(table, key, on_miss, exact=exact)
         if t is None:
             misses.append(key)
         elif key in now:
@@ -215,13 +217,6 @@ def _raise_misses(misses: list[str], on_miss: OnMiss, name: str) -> None:
             f"{len(misses)} entries of {name} are not in the table (first: {misses[0]}); "
             "build them (latprof build-lut ... --resume) or measure them on the spot"
         )
-
-
-def measure_entry(table: LatencyTable, entry: Entry) -> dict[str, Any]:
-    """Measure one space entry now, with the table's device, dtype, batch, warm-up, trials."""
-    from latprof.lut.builder import entry_jobs
-
-    return _measure_jobs(table, entry_jobs([entry], int(table.meta["batch"]), table.meta["dtype"]))
 
 
 def _settings(table: LatencyTable) -> tuple[BuildSettings, Clock]:
