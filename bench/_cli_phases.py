@@ -57,13 +57,14 @@ def run(out_path: str, argv: list[str]) -> None:
     timed_import("import latprof.cli (typer, click)", "latprof.cli")
     timed_import("import torch", "torch")
     timed_import("import thop (on top of torch)", "thop")
-    timed_import("import latprof.loading/profiler/flops/env (rest)", "latprof.profiler")
+    timed_import("import latprof.loading/profiler/macs/env (rest)", "latprof.profiler")
     if "csv" not in argv and "markdown" not in argv:
         timed_import("import pyarrow (via latprof.io.profile_file)", "latprof.io.profile_file")
         timed_import("import rich renderers (latprof.render.terminal)", "latprof.render.terminal")
 
     import latprof.cli
     import latprof.env
+    import latprof.io.export
     import latprof.loading
     import latprof.profiler
 
@@ -74,7 +75,7 @@ def run(out_path: str, argv: list[str]) -> None:
     wrap(latprof.env, "capture", "environment capture")
     wrap(latprof.profiler, "calibrate_bias", "bias calibration (64 Identity x 23 passes)")
     wrap(latprof.profiler, "run_trials", "warm-up + trials (the timed passes)")
-    wrap(latprof.cli, "render_profile", "render the output (CSV)")
+    wrap(latprof.io.export, "profile_text", "render the output (CSV)")
 
     sys.argv = ["latprof", *argv]
     start = time.perf_counter()

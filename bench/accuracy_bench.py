@@ -46,12 +46,13 @@ def verdict(err: pd.Series) -> str:
 
 def median_errors(lut: Path, df: pd.DataFrame) -> pd.Series:
     """Errors of the same table's medians against the measured medians."""
-    from latprof.lut import arch as archmod
+    from latprof.lut.predict import predict
     from latprof.lut.table import LatencyTable
+    from latprof.space import arch as archmod
 
     table = LatencyTable.load(lut)
     table.meta["statistic"] = "median"
-    pred = [table.predict(archmod.load(f"zoo:{name}")).total_us for name in df["arch"]]
+    pred = [predict(table, archmod.load(f"zoo:{name}")).total_us for name in df["arch"]]
     return 100 * (pd.Series(pred) - df["measured_median_us"]) / df["measured_median_us"]
 
 

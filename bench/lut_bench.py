@@ -34,7 +34,7 @@ _STARTUP: list[float] = []
 def startup_s() -> float:
     """Interpreter + torch/thop/pandas/pyarrow import time: what every CLI run pays first."""
     if not _STARTUP:
-        code = "import torch, thop, pandas, pyarrow.parquet, latprof.lut.builder, latprof.cli"
+        code = "import torch, thop, pandas, pyarrow.parquet, latprof.lut.build, latprof.cli"
         runs = []
         for _ in range(3):
             start = time.perf_counter()

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from latprof.lut.arch import Arch, build_module, input_shape
-from latprof.lut.expected import LatencyModel
+from latprof.lut.expected import LatencyModel, latency_model
+from latprof.lut.predict import predict
 from latprof.lut.table import LatencyTable
+from latprof.space.arch import Arch, build_module, input_shape
 
 HERE = Path(__file__).parent
 SPACE = HERE / "small_space.toml"
@@ -80,22 +81,24 @@ def main() -> None:
         cmd += ["--width-step", "16", "--threads", "1", "--warmup", "5", "--trials", "15"]
         subprocess.run([*cmd, "-o", str(lut)], check=True)
     table = LatencyTable.load(lut)
-    model = table.latency_model()
+    model = latency_model(table)
     uniform = float(model.expected(model.init_alpha(False), model.init_depth(False)))
     target = args.target_us or 0.8 * uniform
     print(f"table {lut.name}: {len(table)} entries; uniform mixture E[latency] {uniform:.0f} µs")
     arch, history = search(model, target, steps=args.steps)
     for h in history[:: max(1, len(history) // 6)] + history[-1:]:
         print(f"  step {h['step']:4d}  E[latency] {h['latency_us']:9.1f} µs  loss {h['loss']:.3f}")
-    pred = table.predict(arch, space=model.space)
+    pred = predict(table, arch, space=model.space)
     print(f"derived: {', '.join(c.label() for c in arch.choices)}")
     print(f"target {target:.0f} µs, LUT prediction {pred.total_us:.0f} µs", end="", flush=True)
 
-    from latprof.lut.validate import Settings, measure_end_to_end
+    from latprof.config import MeasureSettings
+    from latprof.lut.validate import measure_end_to_end
 
     net = build_module(arch, model.space)
     x = torch.randn(*input_shape(arch, model.space, int(table.meta["batch"])))
-    stats, _ = measure_end_to_end(net, (x,), {}, Settings("cpu", table.meta["dtype"], 10, 30))
+    settings = MeasureSettings(dtype=table.meta["dtype"], warmup=10, trials=30)
+    stats, _ = measure_end_to_end(net, (x,), {}, settings)
     print(f", measured {stats.median:.0f} µs (IQR {stats.iqr:.0f})")
 
 

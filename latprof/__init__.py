@@ -18,6 +18,14 @@ _EXPORTS = {
     "Environment": "latprof.env",
     "load_model": "latprof.loading",
     "LatprofError": "latprof.errors",
+    "LatencyTable": "latprof.lut.table",
+    "predict": "latprof.lut.predict",
+    "Prediction": "latprof.lut.predict",
+    "latency_model": "latprof.lut.expected",
+    "expected_latency": "latprof.lut.expected",
+    "LatencyModel": "latprof.lut.expected",
+    "get_space": "latprof.space.builtin",
+    "MeasureSettings": "latprof.config",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -8,8 +8,8 @@ times, so a layer's fraction of its roofline bound compares like with like.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -101,17 +101,6 @@ def default_sizes(device: str) -> tuple[int, int]:
     return _DEFAULTS["cpu" if device == "cpu" else "cuda"]
 
 
-@contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _median_s(
     fn: Callable[[], Any], clock: Clock, repeats: int, warmup: int, sync: Callable[[], None]
 ) -> float:
@@ -174,7 +163,8 @@ def measure(
     **median** time. `clock` defaults to `clock_for(device)`; `threads` sets torch's intra-op
     threads for the measurement (restored afterwards). About 0.5 s on a 2-core CPU.
     """
-    from latprof.profiler import DTYPES, check_device  # lazy: profiler may use this module
+    from latprof.measure.device import DTYPES, check_device
+    from latprof.measure.device import threads as threads_for
 
     if dtype not in DTYPES:
         raise UsageError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
@@ -199,7 +189,7 @@ def measure(
     numel = max(int(mb * MIB) // element, 1)
 
     on_device = torch.cuda.device(device) if cuda else nullcontext()
-    with _threads(threads), on_device, torch.inference_mode():
+    with threads_for(threads), on_device, torch.inference_mode():
         used_threads = torch.get_num_threads()
         mm_s = _matmul_s(n, device, torch_dtype, clock, repeats, warmup, sync)
         copy_s = _copy_s(numel, device, torch_dtype, clock, repeats, warmup, sync)
@@ -215,3 +205,29 @@ def measure(
         threads=used_threads,
         device_name=name,
     )
+
+
+def environment_rows(device: str, dtype: str | None, save: Path | None = None) -> dict[str, Any]:
+    """`latprof env`'s key -> value pairs: the environment, plus a calibration measured now
+    when `dtype` is given (saved to `save` when given)."""
+    from latprof.env import capture
+
+    data = capture(device).to_dict()
+    cuda = data.pop("cuda")
+    data.update({f"cuda.{k}": v for k, v in cuda.items()})
+    if dtype is None:
+        return data
+    result = measure(device, dtype)
+    data.update(
+        {
+            "calibration.dtype": dtype,
+            "calibration.peak_macs_per_s": result.peak_macs_per_s,
+            "calibration.bandwidth_bytes_per_s": result.bandwidth_bytes_per_s,
+            "calibration.ridge_point_macs_per_byte": result.ridge_point,
+            "calibration.matmul_n": result.matmul_n,
+            "calibration.copy_bytes": result.copy_bytes,
+        }
+    )
+    if save is not None:
+        result.save(save)
+    return data

@@ -1,4 +1,5 @@
-"""ProfileConfig: the frozen, validated input of a measurement."""
+"""Settings: ProfileConfig (the validated input of a profile) and MeasureSettings (how table
+entries and whole networks are measured), read from table metadata in one place."""
 
 from __future__ import annotations
 
@@ -45,6 +46,31 @@ class ProfileConfig:
     def from_dict(cls, data: dict[str, Any]) -> ProfileConfig:
         names = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How table entries and whole networks are measured."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch: int = 1
+    warmup: int = 10
+    trials: int = 20
+    flush_every: int = 16
+
+    @classmethod
+    def of_table(
+        cls, meta: dict[str, Any], warmup: int | None = None, trials: int | None = None
+    ) -> MeasureSettings:
+        """The settings a table was measured with (warm-up and trials overridable)."""
+        return cls(
+            device=meta.get("device") or "cpu",
+            dtype=meta["dtype"],
+            batch=int(meta.get("batch") or 1),
+            warmup=int(meta.get("warmup", 10)) if warmup is None else warmup,
+            trials=int(meta.get("trials", 20)) if trials is None else trials,
+        )
 
 
 def parse_device(text: str) -> str:

@@ -129,7 +129,7 @@ class Profile:
             for c in self.categories
         ]
         if self.calibration is not None:
-            from latprof.predictors.profile_columns import category_columns
+            from latprof.roofline_columns import category_columns
 
             for row in rows:
                 row.update(category_columns(row))
@@ -173,7 +173,7 @@ class Profile:
                 }
             )
         if self.calibration is not None:
-            from latprof.predictors.profile_columns import layer_columns
+            from latprof.roofline_columns import layer_columns
 
             size = {"float32": 4, "float16": 2, "bfloat16": 2}.get(self.config.dtype, 4)
             for row in rows:

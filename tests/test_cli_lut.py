@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from latprof.cli import app, expand_multi
-from latprof.lut import builder
+from latprof.lut import jobs as jobsmod
 
 MODELS = Path(__file__).parent / "models"
 FAST = ["--warmup", "1", "--trials", "3", "--threads", "1"]
@@ -151,7 +151,7 @@ def test_space_dry_run_and_small_build(tmp_path: Path) -> None:
     assert meta["space"] == "uboost" and meta["shard"] == [0, 6] and len(meta["space_hash"]) == 16
     assert (meta["context"], meta["statistic"]) == ("networks", "p10")
     # a shard's entries are measured in networks whose other slots hold any entry (fillers)
-    assert set(table["key"]) == {k for k in table["key"] if builder.in_shard(k, (0, 6))}
+    assert set(table["key"]) == {k for k in table["key"] if jobsmod.in_shard(k, (0, 6))}
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from latprof.cli import app
-from latprof.lut.spaces import get_space
 from latprof.predictors.compare import Comparison, sample_archs
+from latprof.space.builtin import get_space
 
 TINY = Path(__file__).parent / "spaces" / "tiny.toml"
 FAST = ["--warmup", "1", "--trials", "3", "--threads", "1"]

@@ -10,13 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from latprof.lut import builder, context
-from latprof.lut.builder import BuildSettings, Job
+from latprof.config import MeasureSettings
+from latprof.lut import build
+from latprof.lut import in_network as context
+from latprof.lut.jobs import Job
 from latprof.lut.table import LatencyTable
 from latprof.measure.clocks import FakeClock
 from tests.helpers import Work
 
-SETTINGS = BuildSettings(warmup=1, trials=3)
+SETTINGS = MeasureSettings(warmup=1, trials=3)
 SLOT_KEYS = [
     ["s"],
     ["a1", "a2", "a3"],
@@ -126,10 +128,10 @@ def test_build_in_context_saves_each_group_and_resumes(tmp_path: Path) -> None:
     groups_done = plan_order.index("interrupt") // 4  # groups of 4 networks before it
     assert groups_done >= 1
     with pytest.raises(KeyboardInterrupt):
-        builder.build(broken, SETTINGS, out, META, clock=clock, slots=[broken, slots[1]])
+        build.build(broken, SETTINGS, out, META, clock=clock, slots=[broken, slots[1]])
     saved = LatencyTable.load(out)
     assert len(saved) == 4 * groups_done and saved.meta["context"] == "networks"
-    result = builder.build(slots[0], SETTINGS, out, META, resume=True, clock=clock, slots=slots)
+    result = build.build(slots[0], SETTINGS, out, META, resume=True, clock=clock, slots=slots)
     assert (result.reused, result.measured) == (4 * groups_done, 10 - 4 * groups_done)
     table = LatencyTable.load(out)
     assert table.statistic == "p10"
@@ -173,7 +175,7 @@ def test_resume_names_the_flags_and_merge_refuses_another_statistic(tmp_path: Pa
     LatencyTable(dict(META)).save(out)
     old = {k: v for k, v in META.items() if k not in ("context", "statistic")}
     with pytest.raises(UsageError) as err:
-        builder.open_table(out, old, resume=True)
+        build.open_table(out, old, resume=True)
     assert "context: 'networks' != 'alone'; statistic: 'p10' != 'median'" in str(err.value)
     assert str(err.value).endswith("to continue it pass --context networks --statistic p10")
     with pytest.raises(UsageError, match="environments differ \\(statistic: 'p10' != 'median'"):

@@ -11,9 +11,9 @@ from thop.rnn_hooks import count_lstm
 from thop.vision.basic_hooks import count_convNd, count_relu
 from torch import nn
 
-from latprof import flops
+from latprof import macs as flops
 from latprof.errors import LatprofError, ModelRunError
-from latprof.flops import (
+from latprof.macs import (
     COUNTERS,
     LayerCost,
     count_layer_costs,

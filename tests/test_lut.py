@@ -10,15 +10,17 @@ import pytest
 import torch
 from torch import nn
 
+from latprof.config import MeasureSettings
 from latprof.errors import FileFormatError, LookupMissError, UsageError
-from latprof.lut import builder
-from latprof.lut.builder import BuildSettings, Job
-from latprof.lut.space import Candidate, SearchSpace, Slot
+from latprof.lut import build
+from latprof.lut import jobs as jobsmod
+from latprof.lut.jobs import Job
 from latprof.lut.table import COLUMNS, LatencyTable, merge
 from latprof.measure.clocks import FakeClock
+from latprof.space.model import Candidate, SearchSpace, Slot
 from tests.helpers import Work
 
-SETTINGS = BuildSettings(warmup=1, trials=3, flush_every=2)
+SETTINGS = MeasureSettings(warmup=1, trials=3, flush_every=2)
 META = {
     "kind": "lut",
     "source": "space",
@@ -46,7 +48,7 @@ def space() -> SearchSpace:
 def fake_jobs(clock: FakeClock, width_step: int, fail_at: str | None = None) -> list[Job]:
     """The space's jobs, but each 'runs' for mid x 1 µs of fake time."""
     out = []
-    for job in builder.space_jobs(space(), 1, "float32", width_step):
+    for job in jobsmod.space_jobs(space(), 1, "float32", width_step):
         ns = max(job.columns["mid"], 1) * 1000
 
         def make(ns: int = ns, key: str = job.key) -> tuple[nn.Module, tuple]:
@@ -63,7 +65,7 @@ def test_width_step_and_exact_interpolation(tmp_path: Path) -> None:
     jobs = fake_jobs(clock, width_step=4)
     assert [j.columns["mid"] for j in jobs] == [8, 12, 16, 0]  # both ends kept
     out = tmp_path / "t.parquet"
-    builder.build(jobs, SETTINGS, out, META, clock=clock)
+    build.build(jobs, SETTINGS, out, META, clock=clock)
     table = LatencyTable.load(out)
     key12 = jobs[1].key
     assert table.lookup(key12) == 12.0
@@ -80,12 +82,12 @@ def test_interrupt_then_resume_reuses_and_never_duplicates(tmp_path: Path) -> No
     jobs = fake_jobs(clock, width_step=1)  # mids 8..16 (9) + identity = 10 entries
     assert len(jobs) == 10
     with pytest.raises(KeyboardInterrupt):
-        builder.build(fake_jobs(clock, 1, fail_at=jobs[5].key), SETTINGS, out, META, clock=clock)
+        build.build(fake_jobs(clock, 1, fail_at=jobs[5].key), SETTINGS, out, META, clock=clock)
     saved = LatencyTable.load(out)
     assert len(saved) == 4  # two full batches of 2 flushed; the batch in flight is lost
     with pytest.raises(UsageError, match="already exists; pass --resume"):
-        builder.build(jobs, SETTINGS, out, META, clock=clock)
-    result = builder.build(jobs, SETTINGS, out, META, resume=True, clock=clock)
+        build.build(jobs, SETTINGS, out, META, clock=clock)
+    result = build.build(jobs, SETTINGS, out, META, resume=True, clock=clock)
     assert (result.reused, result.measured) == (4, 6)
     keys = pq.read_table(out).column("key").to_pylist()
     assert len(keys) == len(set(keys)) == 10
@@ -94,10 +96,10 @@ def test_interrupt_then_resume_reuses_and_never_duplicates(tmp_path: Path) -> No
 def test_resume_refuses_another_environment(tmp_path: Path) -> None:
     clock = FakeClock()
     out = tmp_path / "t.parquet"
-    builder.build(fake_jobs(clock, 4), SETTINGS, out, META, clock=clock)
+    build.build(fake_jobs(clock, 4), SETTINGS, out, META, clock=clock)
     other = {**META, "batch": 8, "space_hash": "zz"}
     with pytest.raises(UsageError, match=r"another space or environment \(space_hash"):
-        builder.build(fake_jobs(clock, 4), SETTINGS, out, other, resume=True, clock=clock)
+        build.build(fake_jobs(clock, 4), SETTINGS, out, other, resume=True, clock=clock)
 
 
 def test_shards_partition_and_merge(tmp_path: Path) -> None:
@@ -105,9 +107,9 @@ def test_shards_partition_and_merge(tmp_path: Path) -> None:
     jobs = fake_jobs(clock, 1)
     parts = []
     for i in range(3):
-        shard = [j for j in jobs if builder.in_shard(j.key, (i, 3))]
+        shard = [j for j in jobs if jobsmod.in_shard(j.key, (i, 3))]
         path = tmp_path / f"s{i}.parquet"
-        builder.build(shard, SETTINGS, path, {**META, "shard": [i, 3]}, clock=clock)
+        build.build(shard, SETTINGS, path, {**META, "shard": [i, 3]}, clock=clock)
         parts.append((str(path), LatencyTable.load(path)))
     sizes = [len(t) for _, t in parts]
     assert sum(sizes) == len(jobs)
@@ -124,14 +126,14 @@ def test_shards_partition_and_merge(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ["3/2", "0/0", "a/b", "1", "-1/2"])
 def test_bad_shards(text: str) -> None:
     with pytest.raises(UsageError, match="--shard"):
-        builder.parse_shard(text)
+        jobsmod.parse_shard(text)
 
 
 def test_failed_entry_is_recorded_and_build_goes_on(tmp_path: Path) -> None:
     good = Job("good", {"op": "conv"}, lambda: (nn.Conv2d(3, 4, 3), (torch.zeros(1, 3, 8, 8),)))
     bad = Job("bad", {"op": "conv"}, lambda: (nn.Conv2d(5, 4, 3), (torch.zeros(1, 3, 8, 8),)))
     out = tmp_path / "t.parquet"
-    result = builder.build([bad, good], SETTINGS, out, META)
+    result = build.build([bad, good], SETTINGS, out, META)
     assert result.failed and result.failed[0].startswith("bad: RuntimeError")
     table = LatencyTable.load(out)
     assert table.rows["bad"]["status"] == "failed" and table.rows["good"]["status"] == "ok"
@@ -143,7 +145,7 @@ def test_failed_entry_is_recorded_and_build_goes_on(tmp_path: Path) -> None:
 def test_schema_and_metadata(tmp_path: Path) -> None:
     clock = FakeClock()
     out = tmp_path / "t.parquet"
-    builder.build(fake_jobs(clock, 4), SETTINGS, out, META, clock=clock)
+    build.build(fake_jobs(clock, 4), SETTINGS, out, META, clock=clock)
     schema = pq.read_schema(out)
     assert tuple(schema.names) == COLUMNS
     meta = json.loads(schema.metadata[b"latprof"])
@@ -163,8 +165,8 @@ def test_load_rejects_profiles_and_foreign_files(tmp_path: Path) -> None:
 
 def test_real_block_entries_build_and_measure(tmp_path: Path) -> None:
     out = tmp_path / "real.parquet"
-    jobs = builder.space_jobs(space(), 2, "float32", 8)
-    builder.build(jobs, BuildSettings(warmup=1, trials=2), out, META)
+    jobs = jobsmod.space_jobs(space(), 2, "float32", 8)
+    build.build(jobs, MeasureSettings(warmup=1, trials=2), out, META)
     table = LatencyTable.load(out)
     assert all(r["status"] == "ok" and r["time_us_median"] > 0 for r in table.rows.values())
     assert {r["input_shape"] for r in table.rows.values()} == {"2x8x4x4"}
@@ -232,17 +234,17 @@ ops = ["mbinvres_k3_e1-3", "mbinvres_k3_e2_se-none", "identity"]
 
 
 def test_toml_space_with_quarter_se_interpolates_every_width(tmp_path: Path) -> None:
-    from latprof.lut.toml_space import loads_toml_space
+    from latprof.space.toml_file import loads_toml_space
 
     space = loads_toml_space(QUARTER_SPACE)
     clock = FakeClock()
     jobs = []
-    for job in builder.space_jobs(space, 1, "float32", width_step=5):
+    for job in jobsmod.space_jobs(space, 1, "float32", width_step=5):
         ns = max(job.columns["mid"], 1) * 1000 + job.columns["se"] * 100
         jobs.append(Job(job.key, job.columns, lambda ns=ns: (Work(clock, ns), (torch.zeros(1),))))
     assert [j.columns["mid"] for j in jobs] == [8, 13, 18, 23, 24, 16, 0]
     out = tmp_path / "q.parquet"
-    builder.build(jobs, SETTINGS, out, META, clock=clock)
+    build.build(jobs, SETTINGS, out, META, clock=clock)
     table = LatencyTable.load(out)
     full = space.entries(1)
     assert len(full) > len(jobs)
@@ -260,35 +262,35 @@ def test_toml_space_with_quarter_se_interpolates_every_width(tmp_path: Path) -> 
 
 
 def test_cost_proxy_by_hand() -> None:
-    e = builder.ELEMENT_WEIGHT
+    e = jobsmod.ELEMENT_WEIGHT
     # mbinvres 8 -> 8, mid 16, k3, stride 2, 4x4 -> 2x2, SE 4: expand 8*16*16 MACs, depthwise
     # 9*16*4, project 16*8*4, SE 2*16*4; elements: x 128, expand 2*256, dw 2*64, out 2*32,
     # SE 2*64
     cols = {"op": "mbinvres", "kernel": 3, "stride": 2, "mid": 16, "se": 4, "c_in": 8}
     cols |= {"c_out": 8, "h": 4, "w": 4}
     macs = 8 * 16 * 16 + 9 * 16 * 4 + 16 * 8 * 4 + 2 * 16 * 4
-    assert builder.cost_proxy(cols) == macs + e * (128 + 512 + 128 + 64 + 128)
+    assert jobsmod.cost_proxy(cols) == macs + e * (128 + 512 + 128 + 64 + 128)
     conv = {"op": "conv", "kernel": 3, "stride": 1, "c_in": 3, "c_out": 4, "h": 8, "w": 8}
-    assert builder.cost_proxy(conv) == 9 * 3 * 4 * 64 + e * (3 * 64 + 2 * 4 * 64)
+    assert jobsmod.cost_proxy(conv) == 9 * 3 * 4 * 64 + e * (3 * 64 + 2 * 4 * 64)
     same = {"op": "identity", "stride": 1, "c_in": 4, "c_out": 4, "h": 2, "w": 2}
-    assert builder.cost_proxy(same) == e * 16
-    assert builder.cost_proxy({"op": "Tanh", "input_shape": "1x4x2x2"}) == e * 32
-    assert builder.cost_proxy({"op": "Tanh"}) is None
+    assert jobsmod.cost_proxy(same) == e * 16
+    assert jobsmod.cost_proxy({"op": "Tanh", "input_shape": "1x4x2x2"}) == e * 32
+    assert jobsmod.cost_proxy({"op": "Tanh"}) is None
 
 
 def test_estimate_is_exact_when_time_follows_the_proxy(tmp_path: Path) -> None:
     clock = FakeClock()
     jobs = []
-    for job in builder.space_jobs(space(), 1, "float32", width_step=1):
-        ns = int(builder.cost_proxy(job.columns) or 0)
+    for job in jobsmod.space_jobs(space(), 1, "float32", width_step=1):
+        ns = int(jobsmod.cost_proxy(job.columns) or 0)
         jobs.append(Job(job.key, job.columns, lambda ns=ns: (Work(clock, ns), (torch.zeros(1),))))
-    est = builder.estimate_build(jobs, SETTINGS, clock=clock, samples=4)
-    proxies = sorted(builder.cost_proxy(j.columns) or 0 for j in jobs)
+    est = build.estimate_build(jobs, SETTINGS, clock=clock, samples=4)
+    proxies = sorted(jobsmod.cost_proxy(j.columns) or 0 for j in jobs)
     passes = SETTINGS.warmup + SETTINGS.trials
     assert est.by_proxy and est.entries == 10 and len(est.sampled) == 4
     assert est.passes_s == pytest.approx(passes * sum(proxies) / 1e9, rel=1e-9)
     # sorted by proxy: identity, m8 .. m16; groups [0:2] [2:5] [5:8] [8:10], middle of each
     assert [k.split("|")[3] for k in est.sampled] == ["m8", "m10", "m13", "m16"]
-    assert builder.estimate_build(jobs, SETTINGS, clock=clock, samples=4).sampled == est.sampled
+    assert build.estimate_build(jobs, SETTINGS, clock=clock, samples=4).sampled == est.sampled
     assert est.seconds >= est.passes_s + est.saves_s > 0
-    assert builder.estimate_build([], SETTINGS).seconds == 0.0
+    assert build.estimate_build([], SETTINGS).seconds == 0.0

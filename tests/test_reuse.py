@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from latprof import expected_latency, latency_model, predict
 from latprof.errors import LookupMissError, SpaceError, UsageError
-from latprof.lut import arch as archmod
-from latprof.lut.arch import Arch, Choice
-from latprof.lut.spaces import get_space
 from latprof.lut.table import LatencyTable
+from latprof.space import arch as archmod
+from latprof.space.arch import Arch, Choice
+from latprof.space.builtin import get_space
 
 TINY = Path(__file__).parent / "spaces" / "tiny.toml"
 STEP = 4
@@ -84,7 +85,7 @@ def test_space_entries_match_the_fake_table() -> None:
 
 
 def test_predict_is_the_exact_sum_of_entries() -> None:
-    pred = fake_table().predict(arch(K3_16), space=tiny_space())
+    pred = predict(fake_table(), arch(K3_16), space=tiny_space())
     assert pred.total_us == 10 + 20 + 80
     assert [b.slot for b in pred.blocks] == ["stem", "body.0", "pool_fc"]  # body.1 skipped
     assert {b.source for b in pred.blocks} == {"measured"} and pred.misses == []
@@ -96,7 +97,7 @@ def test_predict_interpolates_mid_widths_and_sums_both_layers() -> None:
         Choice("body.0", "mbinvres", kernel=3, mid=18),  # between m16 (20) and m20 (30)
         Choice("body.1", "mbinvres", kernel=5, mid=24, se=8),
     )
-    pred = fake_table().predict(a, space=tiny_space())
+    pred = predict(fake_table(), a, space=tiny_space())
     assert pred.total_us == pytest.approx(10 + 25 + 70 + 80)
     assert [b.source for b in pred.blocks] == [
         "measured",
@@ -112,8 +113,8 @@ def test_predict_misses_raise_or_are_listed() -> None:
     pool = "pool_fc|k1|s1|m0|se0|none|d1|8>10|8x8|b1|float32"
     table = fake_table(drop=(pool,))
     with pytest.raises(LookupMissError, match="1 entries of a are not in the table"):
-        table.predict(arch(K3_16), space=tiny_space())
-    pred = table.predict(arch(K3_16), space=tiny_space(), on_miss="report")
+        predict(table, arch(K3_16), space=tiny_space())
+    pred = predict(table, arch(K3_16), space=tiny_space(), on_miss="report")
     assert pred.misses == [pool] and pred.total_us == 30 and pred.blocks[-1].source == "missing"
 
 
@@ -121,7 +122,7 @@ def test_predict_measures_misses_on_the_spot_and_adds_them() -> None:
     pool = "pool_fc|k1|s1|m0|se0|none|d1|8>10|8x8|b1|float32"
     table = fake_table(drop=(pool,))
     table.meta.update(warmup=1, trials=3)
-    pred = table.predict(arch(K3_16), space=tiny_space(), on_miss="measure")
+    pred = predict(table, arch(K3_16), space=tiny_space(), on_miss="measure")
     assert pred.blocks[-1].source == "measured-now" and pred.misses == []
     row = table.rows[pool]
     assert row["status"] == "ok" and row["n"] == 3 and row["macs"] > 0
@@ -131,7 +132,7 @@ def test_predict_measures_misses_on_the_spot_and_adds_them() -> None:
 def test_misses_of_a_context_table_are_measured_inside_the_arch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from latprof.lut import context
+    from latprof.lut import in_network as context
 
     pool = "pool_fc|k1|s1|m0|se0|none|d1|8>10|8x8|b1|float32"
     table = fake_table(drop=(pool,))
@@ -144,7 +145,7 @@ def test_misses_of_a_context_table_are_measured_inside_the_arch(
         return real(todo, slots, *args, **kwargs)
 
     monkeypatch.setattr(context, "measure", spy)
-    pred = table.predict(arch(K3_16), space=tiny_space(), on_miss="measure")
+    pred = predict(table, arch(K3_16), space=tiny_space(), on_miss="measure")
     chain = [b.key for b in pred.blocks]
     assert seen == [([pool], [[k] for k in chain])]  # the one network is the arch itself
     row = table.rows[pool]
@@ -154,7 +155,7 @@ def test_misses_of_a_context_table_are_measured_inside_the_arch(
 
 def test_table_of_another_space_is_refused() -> None:
     with pytest.raises(SpaceError, match=r"is for space 'tiny'.*build a table for that space"):
-        fake_table().predict("zoo:tfnas-a")
+        predict(fake_table(), "zoo:tfnas-a")
 
 
 def test_target_environment_check() -> None:
@@ -243,10 +244,10 @@ def test_built_module_is_the_chain_of_measured_blocks() -> None:
 
 def test_expected_latency_uniform_and_gradients() -> None:
     table = fake_table()
-    model = table.latency_model(tiny_space())
+    model = latency_model(table, tiny_space())
     assert model.num_choices() == {"stem": 1, "body.0": 6, "body.1": 6, "pool_fc": 1}
     alpha = model.init_alpha()
-    e = table.expected_latency(alpha, space=tiny_space())
+    e = expected_latency(table, alpha, space=tiny_space())
     assert e.item() == pytest.approx(10 + 45 + 45 + 80)  # mean of 20..70 is 45
     e.backward()
     times = torch.tensor([20.0, 30, 40, 50, 60, 70], dtype=torch.float64)
@@ -255,7 +256,7 @@ def test_expected_latency_uniform_and_gradients() -> None:
 
 
 def test_expected_latency_with_depth_logits() -> None:
-    model = fake_table().latency_model(tiny_space())
+    model = latency_model(fake_table(), tiny_space())
     assert model.depth_choices() == {"body": [1, 2]}
     alpha = model.init_alpha()
     depth = {"body": torch.tensor([0.0, 0.0], dtype=torch.float64, requires_grad=True)}
@@ -267,7 +268,7 @@ def test_expected_latency_with_depth_logits() -> None:
 
 
 def test_expected_latency_bad_alpha() -> None:
-    model = fake_table().latency_model(tiny_space())
+    model = latency_model(fake_table(), tiny_space())
     with pytest.raises(UsageError, match=r"alpha for body.0: expected shape \(6,\), got \(3,\)"):
         model.expected({"body.0": torch.zeros(3), "body.1": torch.zeros(6)})
     with pytest.raises(UsageError, match=r"no alpha for slot body.1 \(6 choices\)"):
@@ -275,7 +276,7 @@ def test_expected_latency_bad_alpha() -> None:
 
 
 def test_derive_takes_the_argmax() -> None:
-    model = fake_table().latency_model(tiny_space())
+    model = latency_model(fake_table(), tiny_space())
     alpha = {"body.0": torch.eye(6)[5], "body.1": torch.eye(6)[0]}
     derived = model.derive(alpha, {"body": torch.tensor([1.0, 0.0])})
     assert [c.label() for c in derived.choices] == [
@@ -284,8 +285,8 @@ def test_derive_takes_the_argmax() -> None:
         "skip",
         "pool_fc_k1",
     ]
-    pred = fake_table().predict(
-        Arch("d", str(TINY), derived.choices), space=tiny_space()
+    pred = predict(
+        fake_table(), Arch("d", str(TINY), derived.choices), space=tiny_space()
     )  # a derived arch resolves and predicts
     assert pred.total_us == 10 + 70 + 80
 
@@ -293,7 +294,7 @@ def test_derive_takes_the_argmax() -> None:
 def test_missing_entries_stop_the_latency_model() -> None:
     table = fake_table(drop=("mbinvres|k5|s1|m24|se8|relu|d1|8>8|8x8|b1|float32",))
     with pytest.raises(LookupMissError, match=r"slot body\.0: no entry"):
-        table.latency_model(tiny_space())
+        latency_model(table, tiny_space())
 
 
 def test_arch_json_is_editable_text() -> None:
@@ -309,9 +310,9 @@ def test_exact_measures_widths_instead_of_interpolating() -> None:
     table = fake_table()
     table.meta.update(warmup=1, trials=3)
     a = arch(Choice("body.0", "mbinvres", kernel=3, mid=18))
-    assert table.predict(a, space=tiny_space()).blocks[1].source == "interpolated"
-    pred = table.predict(a, space=tiny_space(), on_miss="measure", exact=True)
+    assert predict(table, a, space=tiny_space()).blocks[1].source == "interpolated"
+    pred = predict(table, a, space=tiny_space(), on_miss="measure", exact=True)
     assert [b.source for b in pred.blocks] == ["measured", "measured-now", "measured"]
     key = "mbinvres|k3|s1|m18|se0|relu|d1|8>8|8x8|b1|float32"
     assert table.rows[key]["status"] == "ok" and table.rows[key]["mid"] == 18
-    assert table.predict(a, space=tiny_space()).blocks[1].source == "measured"  # kept
+    assert predict(table, a, space=tiny_space()).blocks[1].source == "measured"  # kept

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from latprof.calibrate import Calibration
 from latprof.cli import app
-from latprof.predictors.profile_columns import category_columns, elements, layer_columns
+from latprof.roofline_columns import category_columns, elements, layer_columns
 
 FAST = ["--warmup", "1", "--trials", "3", "--threads", "1"]
 runner = CliRunner()

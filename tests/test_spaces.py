@@ -1,4 +1,4 @@
-"""Built-in search spaces, the registry and TOML spaces (latprof.lut.spaces / toml_space)."""
+"""Built-in search spaces, the registry and TOML spaces (latprof.space.builtin / toml_file)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from latprof.errors import SpaceError
-from latprof.lut.space import SE_RULES, Candidate, Entry, SearchSpace, Slot
-from latprof.lut.spaces import (
+from latprof.space.builtin import (
     BUILTIN,
     DEFAULT_WIDTH_STEPS,
     default_width_step,
     describe,
     get_space,
 )
-from latprof.lut.toml_space import dump_toml, load_toml_space, loads_toml_space, parse_op
+from latprof.space.model import SE_RULES, Candidate, Entry, SearchSpace, Slot
+from latprof.space.toml_file import dump_toml, load_toml_space, loads_toml_space, parse_op
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "tables" / "space-example.toml"
 

@@ -1,4 +1,4 @@
-"""Checks of the TF-NAS paper tables transcribed in :mod:`latprof.zoo.tfnas_archs`."""
+"""Checks of the TF-NAS paper tables transcribed in :mod:`latprof.space.paper_archs`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from itertools import groupby
 
 import pytest
 
-from latprof.zoo.tfnas_archs import PAPER_ARCHS, Layer, PaperArch
+from latprof.space.paper_archs import PAPER_ARCHS, Layer, PaperArch
 
 EXPECTED = [
     ("tfnas-a", "TF-NAS-A", 9, "tfnas"),

@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from latprof.flops import count_layer_costs
+from latprof.blocks import ConvBNAct, MBInvRes
 from latprof.loading import load_model
-from latprof.lut.arch import build_module, load, resolve
-from latprof.lut.spaces import get_space
+from latprof.macs import count_layer_costs
 from latprof.measure.hooks import find_leaves
+from latprof.space.arch import build_module, load, resolve
+from latprof.space.builtin import get_space
+from latprof.space.paper_archs import PAPER_ARCHS
 from latprof.zoo import ZOO
-from latprof.zoo.blocks import ConvBNAct, MBInvRes
-from latprof.zoo.tfnas_archs import PAPER_ARCHS
 
 ACT = {"relu": nn.ReLU, "relu6": nn.ReLU6, "swish": nn.SiLU}
 

@@ -11,9 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from latprof.errors import ModelLoadError
-from latprof.zoo import ZOO, ZooEntry, get_entry
-from latprof.zoo.blocks import (
+from latprof.blocks import (
     ACTIVATIONS,
     ConvBNAct,
     DilatedConv,
@@ -25,6 +23,8 @@ from latprof.zoo.blocks import (
     identity,
     make_act,
 )
+from latprof.errors import ModelLoadError
+from latprof.zoo import ZOO, ZooEntry, get_entry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SEED_000_CATEGORIES = {

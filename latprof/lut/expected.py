@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from latprof.errors import LookupMissError, SpaceError, UsageError
-from latprof.lut.arch import SKIP, Arch, Choice
-from latprof.lut.space import Entry, SearchSpace, Slot
+from latprof.space.arch import SKIP, Arch, Choice
+from latprof.space.model import Entry, SearchSpace, Slot
 
 if TYPE_CHECKING:
     from latprof.lut.table import LatencyTable
@@ -27,7 +27,7 @@ def stage_of(slot: Slot) -> str:
 
 
 @dataclass(frozen=True)
-class Stage:
+class DepthStage:
     """Slots sharing a name prefix (``stage4.0``, ``stage4.1``...) and their depth range."""
 
     name: str
@@ -45,7 +45,7 @@ class LatencyModel:
     def __init__(self, table: LatencyTable, space: SearchSpace) -> None:
         if table.meta.get("source") != "space":
             raise SpaceError("expected latency needs a table built from a search space")
-        if table.meta.get("space_hash") != space.hash():
+        if not table.is_for_space(space):
             raise SpaceError(
                 f"the lookup table is for space {table.meta.get('space')!r}, not {space.name!r}"
             )
@@ -74,13 +74,13 @@ class LatencyModel:
             self.choices[slot.name] = entries
             self.times[slot.name] = torch.tensor(values, dtype=torch.float64)
             self.macs[slot.name] = torch.tensor(macs, dtype=torch.float64)
-        self.stages: list[Stage] = []
+        self.stages: list[DepthStage] = []
         for slot in space.slots:
             if self.stages and self.stages[-1].name == stage_of(slot):
                 continue
             group = [s for s in space.slots if stage_of(s) == stage_of(slot)]
             self.stages.append(
-                Stage(
+                DepthStage(
                     stage_of(slot),
                     tuple(s.name for s in group),
                     sum(not s.skippable for s in group),
@@ -188,3 +188,25 @@ class LatencyModel:
                     )
                 )
         return Arch(name, self.space.name, tuple(choices))
+
+
+def latency_model(table: LatencyTable, space: SearchSpace | None = None) -> LatencyModel:
+    """A :class:`LatencyModel` of `table` over its space (or `space`)."""
+    from latprof.space.builtin import space_of_table
+
+    return LatencyModel(table, space or space_of_table(table.meta))
+
+
+def expected_latency(
+    table: LatencyTable,
+    alpha: Mapping[str, Tensor],
+    depth: Mapping[str, Tensor] | None = None,
+    space: SearchSpace | None = None,
+) -> Tensor:
+    """E[latency] (µs) = Σ_slots softmax(alpha[slot]) · times[slot], a torch scalar with
+    gradients; the table's :func:`latency_model` is cached on it."""
+    cached = table.__dict__.get("_latency_model")
+    if cached is None or (space is not None and cached.space is not space):
+        cached = latency_model(table, space)
+        table.__dict__["_latency_model"] = cached
+    return cached.expected(alpha, depth)

@@ -1,19 +1,20 @@
-"""Predict a network's latency as a sum of lookup-table entries; check the table's environment."""
+"""Predict a network's latency as a sum of lookup-table entries."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from latprof.errors import LookupMissError, SpaceError, UsageError
+from latprof.config import MeasureSettings
+from latprof.errors import LookupMissError, SpaceError
 
 if TYPE_CHECKING:
-    from latprof.lut.arch import Arch
-    from latprof.lut.builder import BuildSettings
-    from latprof.lut.space import Entry, SearchSpace
     from latprof.lut.table import LatencyTable
     from latprof.measure.clocks import Clock
+    from latprof.space.arch import Arch
+    from latprof.space.model import Entry, SearchSpace
 
 OnMiss = Literal["raise", "measure", "report"]
 
@@ -60,49 +61,12 @@ class Prediction:
         ]
 
 
-# ---------------------------------------------------------------------- environment
-
-TARGET_FIELDS = ("device", "dtype", "batch", "threads")
-
-
-def target_differences(meta: dict[str, Any], **target: Any) -> list[str]:
-    """'field: table X, target Y' for every given target field the table differs on."""
-    out = []
-    for name, wanted in target.items():
-        if wanted is None:
-            continue
-        have = meta.get(name)
-        if have != wanted:
-            out.append(f"{name}: table {have!r}, target {wanted!r}")
-    return out
-
-
-def check_target(meta: dict[str, Any], allow_mismatch: bool = False, **target: Any) -> list[str]:
-    """Raise UsageError listing the differences unless `allow_mismatch`; return them."""
-    diffs = target_differences(meta, **target)
-    if diffs and not allow_mismatch:
-        raise UsageError(
-            "the lookup table was measured in another environment ("
-            + "; ".join(diffs)
-            + "); rebuild it for this target or allow the mismatch explicitly"
-        )
-    return diffs
-
-
-def this_machine(meta: dict[str, Any]) -> dict[str, Any]:
-    """The current machine's values of the fields a table records (device name, torch)."""
-    from latprof.env import capture
-
-    env = capture(meta.get("device") or "cpu").to_dict()
-    return {"device_name": env["device_name"], "torch": env["torch"]}
-
-
 # ---------------------------------------------------------------------- space tables
 
 
 def table_space(table: LatencyTable, arch: Arch, space: SearchSpace | None) -> SearchSpace:
     """The space both `arch` and `table` belong to; SpaceError when they don't agree."""
-    from latprof.lut.arch import space_of
+    from latprof.space.arch import space_of
 
     if table.meta.get("source") != "space":
         raise SpaceError(
@@ -111,7 +75,7 @@ def table_space(table: LatencyTable, arch: Arch, space: SearchSpace | None) -> S
         )
     space = space_of(arch, space)
     want = table.meta.get("space_hash")
-    if space.hash() != want:
+    if not table.is_for_space(space):
         raise SpaceError(
             f"the lookup table is for space {table.meta.get('space')!r} (hash {want}), but "
             f"arch {arch.name!r} is for {space.name!r} (hash {space.hash()}); "
@@ -159,7 +123,7 @@ def predict_arch(
     ``on_miss`` is ``"measure"`` (measured now, the way the table was built, and added to
     `table`) or ``"report"``. With ``exact`` (and ``on_miss="measure"``) widths that would be
     interpolated are measured instead."""
-    from latprof.lut.arch import entries
+    from latprof.space.arch import entries
 
     space = table_space(table, arch, space)
     batch, dtype = int(table.meta["batch"]), str(table.meta["dtype"])
@@ -183,11 +147,26 @@ def predict_arch(
     return Prediction(arch.name, blocks, misses)
 
 
+def predict(
+    table: LatencyTable,
+    arch: Arch | str | Path,
+    space: SearchSpace | None = None,
+    on_miss: OnMiss = "raise",
+    exact: bool = False,
+) -> Prediction:
+    """:func:`predict_arch` for an Arch, ``zoo:NAME`` or an arch .json/.toml file."""
+    from latprof.space.arch import load
+
+    if isinstance(arch, str | Path):
+        arch = load(str(arch))
+    return predict_arch(table, arch, space, on_miss, exact)
+
+
 def _measure_missing(table: LatencyTable, chain: list[tuple[Entry, str]], exact: bool) -> set[str]:
     """Measure the entries of `chain` (an arch's blocks, in order) the table lacks (and, with
     `exact`, those it would interpolate), the way the table was built: in the context of this
     very network, or alone. Adds their rows; returns their keys."""
-    from latprof.lut.builder import entry_jobs
+    from latprof.lut.jobs import entry_jobs
 
     batch, dtype = int(table.meta["batch"]), str(table.meta["dtype"])
     wanted = [
@@ -198,12 +177,12 @@ def _measure_missing(table: LatencyTable, chain: list[tuple[Entry, str]], exact:
     settings, clock = _settings(table)
     todo = entry_jobs(wanted, batch, dtype)
     if table.meta.get("context") == "networks":
-        from latprof.lut.context import measure
+        from latprof.lut.in_network import measure
 
         slots = [entry_jobs([e], batch, dtype) for e, _ in chain]
         rows = measure(todo, slots, settings, clock)
     else:
-        from latprof.lut.builder import measure_jobs
+        from latprof.lut.measurement import measure_jobs
 
         rows = measure_jobs(todo, settings, clock)
     for row in rows:
@@ -219,24 +198,16 @@ def _raise_misses(misses: list[str], on_miss: OnMiss, name: str) -> None:
         )
 
 
-def _settings(table: LatencyTable) -> tuple[BuildSettings, Clock]:
-    """The build settings and clock of the table's measuring environment."""
-    from latprof.lut.builder import BuildSettings
+def _settings(table: LatencyTable) -> tuple[MeasureSettings, Clock]:
+    """The settings and clock of the table's measuring environment."""
     from latprof.measure.clocks import clock_for
 
-    m = table.meta
-    settings = BuildSettings(
-        device=m.get("device", "cpu"),
-        dtype=m["dtype"],
-        batch=int(m["batch"]),
-        warmup=int(m.get("warmup", 10)),
-        trials=int(m.get("trials", 20)),
-    )
+    settings = MeasureSettings.of_table(table.meta)
     return settings, clock_for(settings.device)
 
 
 def _measure_jobs(table: LatencyTable, jobs: list[Any]) -> dict[str, Any]:
-    from latprof.lut.builder import measure_jobs
+    from latprof.lut.measurement import measure_jobs
 
     settings, clock = _settings(table)
     return measure_jobs(jobs, settings, clock)[0]
@@ -254,8 +225,8 @@ def predict_model(
     on_miss: OnMiss = "raise",
 ) -> Prediction:
     """Sum of a layer-level table's entries over every leaf call of one forward pass."""
-    from latprof.lut.builder import layer_job
-    from latprof.lut.layers import leaf_calls
+    from latprof.lut.jobs import layer_job
+    from latprof.lut.model_layers import leaf_calls
     from latprof.measure.hooks import find_leaves
 
     if table.meta.get("source") != "models":

@@ -162,52 +162,14 @@ class LatencyTable:
                 out.append(f"{name}: {a!r} != {b!r}")
         return out
 
+    def is_for_space(self, space: Any) -> bool:
+        """Whether the table holds entries of `space` (by its hash)."""
+        return self.meta.get("space_hash") == space.hash()
+
     def check_target(self, allow_mismatch: bool = False, **target: Any) -> list[str]:
         """Compare device, dtype, batch, threads (those given) with the table's; raise
         UsageError listing every difference unless `allow_mismatch`."""
-        from latprof.lut.predict import check_target
-
         return check_target(self.meta, allow_mismatch, **target)
-
-    # ------------------------------------------------------------------ reuse
-
-    def predict(
-        self, arch: Any, space: Any = None, on_miss: str = "raise", exact: bool = False
-    ) -> Any:
-        """Latency of an :class:`~latprof.lut.arch.Arch` (or ``zoo:NAME`` / arch file) as a
-        sum of entries: a :class:`~latprof.lut.predict.Prediction`. Misses raise, unless
-        ``on_miss="measure"`` (measured now, added to this table) or ``"report"``; with
-        ``exact=True`` and ``on_miss="measure"``, unmeasured widths are measured, not
-        interpolated."""
-        from latprof.lut import arch as archmod
-        from latprof.lut.predict import predict_arch
-
-        if isinstance(arch, str | Path):
-            arch = archmod.load(str(arch))
-        return predict_arch(self, arch, space, on_miss, exact)  # type: ignore[arg-type]
-
-    def latency_model(self, space: Any = None) -> Any:
-        """A :class:`~latprof.lut.expected.LatencyModel` over the table's space."""
-        from latprof.lut.expected import LatencyModel
-
-        return LatencyModel(self, space or self.space())
-
-    def space(self) -> Any:
-        """The search space the table was built for (a built-in, or its TOML file)."""
-        from latprof.lut.spaces import get_space
-
-        if self.meta.get("source") != "space":
-            raise UsageError("this table was built from models (--models), not a search space")
-        return get_space(self.meta.get("space_file") or self.meta["space"])
-
-    def expected_latency(self, alpha: Any, depth: Any = None, space: Any = None) -> Any:
-        """E[latency] (µs) = Σ_slots softmax(alpha[slot]) · times[slot], a torch scalar with
-        gradients; see :meth:`latency_model` for the choices each alpha stands for."""
-        cached = self.__dict__.get("_latency_model")
-        if cached is None or (space is not None and cached.space is not space):
-            cached = self.latency_model(space)
-            self.__dict__["_latency_model"] = cached
-        return cached.expected(alpha, depth)
 
     # ------------------------------------------------------------------ lookup
 
@@ -266,6 +228,50 @@ class LatencyTable:
         return best[lower][1] + t * (best[upper][1] - best[lower][1])
 
 
+TARGET_FIELDS = ("device", "dtype", "batch", "threads")
+
+
+def target_differences(meta: dict[str, Any], **target: Any) -> list[str]:
+    """'field: table X, target Y' for every given target field the table differs on."""
+    out = []
+    for name, wanted in target.items():
+        if wanted is None:
+            continue
+        have = meta.get(name)
+        if have != wanted:
+            out.append(f"{name}: table {have!r}, target {wanted!r}")
+    return out
+
+
+def check_target(meta: dict[str, Any], allow_mismatch: bool = False, **target: Any) -> list[str]:
+    """Raise UsageError listing the differences unless `allow_mismatch`; return them."""
+    diffs = target_differences(meta, **target)
+    if diffs and not allow_mismatch:
+        raise UsageError(
+            "the lookup table was measured in another environment ("
+            + "; ".join(diffs)
+            + "); rebuild it for this target or allow the mismatch explicitly"
+        )
+    return diffs
+
+
+def machine_differences(meta: dict[str, Any]) -> list[str]:
+    """'field: table X, here Y' for the machine fields (device name, torch) that differ."""
+    return [
+        f"{name}: table {meta.get(name)!r}, here {value!r}"
+        for name, value in this_machine(meta).items()
+        if meta.get(name) != value
+    ]
+
+
+def this_machine(meta: dict[str, Any]) -> dict[str, Any]:
+    """The current machine's values of the fields a table records (device name, torch)."""
+    from latprof.env import capture
+
+    env = capture(meta.get("device") or "cpu").to_dict()
+    return {"device_name": env["device_name"], "torch": env["torch"]}
+
+
 def merge(tables: list[tuple[str, LatencyTable]]) -> LatencyTable:
     """Union of shard tables; refuses mismatched environments or conflicting keys."""
     if not tables:
@@ -289,3 +295,61 @@ def merge(tables: list[tuple[str, LatencyTable]]) -> LatencyTable:
             owner[key] = name
             out.rows[key] = row
     return out
+
+
+REPORT_COLUMNS = (
+    "key",
+    "op",
+    "kernel",
+    "stride",
+    "mid",
+    "se",
+    "act",
+    "c_in",
+    "c_out",
+    "h",
+    "w",
+    "batch",
+    "dtype",
+    "time_us_median",
+    "time_us_p10",
+    "time_us_mean",
+    "time_us_std",
+    "time_us_iqr",
+    "n",
+    "outliers",
+    "noisy",
+    "macs",
+    "params",
+    "status",
+    "error",
+)
+"""The columns `latprof report TABLE` shows of each entry."""
+
+
+def report_rows(table: LatencyTable, by: str) -> list[dict[str, Any]]:
+    """Entry rows (by layer), or one row per op (by category) with entry counts and time."""
+    rows = [{c: r.get(c) for c in REPORT_COLUMNS} for r in table.rows.values()]
+    if by != "category":
+        return rows
+    groups: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        g = groups.setdefault(
+            r["op"],
+            {
+                "category": r["op"],
+                "entries": 0,
+                "failed": 0,
+                "time_us_median_sum": 0.0,
+                "macs": 0.0,
+                "noisy": 0,
+            },
+        )
+        g["entries"] += 1
+        if r["status"] != "ok":
+            g["failed"] += 1
+            continue
+        g["time_us_median_sum"] += r["time_us_median"]
+        g["macs"] += r["macs"] or 0.0
+        g["noisy"] += bool(r["noisy"])
+    return sorted(groups.values(), key=lambda g: g["time_us_median_sum"], reverse=True)

@@ -5,41 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 
+from latprof.config import MeasureSettings
 from latprof.errors import UsageError
-from latprof.flops import count_layer_costs
-from latprof.lut import arch as archmod
 from latprof.lut.predict import OnMiss, Prediction, predict_arch, predict_model
 from latprof.lut.table import LatencyTable
+from latprof.macs import count_layer_costs
 from latprof.measure import allocator
 from latprof.measure.clocks import Clock, clock_for
+from latprof.measure.device import DTYPES, eval_mode, place, prepare_model
 from latprof.measure.runner import time_plain
-from latprof.profiler import DTYPES, eval_mode, place, prepare_model
+from latprof.space import arch as archmod
 from latprof.stats import Stats, summarize
-
-
-@dataclass(frozen=True)
-class Settings:
-    device: str
-    dtype: str
-    warmup: int
-    trials: int
-
-    @classmethod
-    def of(cls, table: LatencyTable, warmup: int | None, trials: int | None) -> Settings:
-        m = table.meta
-        return cls(
-            device=m.get("device") or "cpu",
-            dtype=m["dtype"],
-            warmup=int(m.get("warmup", 10)) if warmup is None else warmup,
-            trials=int(m.get("trials", 20)) if trials is None else trials,
-        )
-
 
 Network = tuple[nn.Module, tuple, dict]
 ROUNDS = 5
@@ -47,7 +29,7 @@ ROUNDS = 5
 
 def measure_many(
     networks: list[Network],
-    settings: Settings,
+    settings: MeasureSettings,
     clock: Clock | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[tuple[Stats, float]]:
@@ -92,7 +74,11 @@ def measure_many(
 
 
 def measure_end_to_end(
-    module: nn.Module, args: tuple, kwargs: dict, settings: Settings, clock: Clock | None = None
+    module: nn.Module,
+    args: tuple,
+    kwargs: dict,
+    settings: MeasureSettings,
+    clock: Clock | None = None,
 ) -> tuple[Stats, float]:
     """(latency statistics in µs, MACs) of whole forward passes, without any hooks."""
     return measure_many([(module, args, kwargs)], settings, clock)[0]
@@ -123,30 +109,41 @@ def row(
     }
 
 
-def arch_network(
-    table: LatencyTable, arch: archmod.Arch, on_miss: OnMiss = "report", exact: bool = False
-) -> tuple[Prediction, Network]:
+def is_model_target(table: LatencyTable, target: str | archmod.Arch) -> bool:
+    """Whether `target` names a MODEL (of a layer table) rather than an architecture."""
+    return (
+        isinstance(target, str)
+        and table.meta.get("source") == "models"
+        and not target.endswith((".json", ".toml"))
+    )
+
+
+def prediction_for(
+    table: LatencyTable, target: str | archmod.Arch, on_miss: OnMiss = "report", exact: bool = False
+) -> tuple[Prediction, Callable[[], Network]]:
+    """The table's prediction for an arch (spec or Arch) or a MODEL spec, and a function
+    that builds the network it predicts (module, args, kwargs)."""
+    if is_model_target(table, target):
+        from latprof.loading import load_model
+
+        loaded = load_model(str(target), batch_size=int(table.meta["batch"]))
+        pred = predict_model(table, str(target), loaded.module, loaded.args, loaded.kwargs, on_miss)
+        return pred, lambda: (loaded.module, loaded.args, loaded.kwargs)
+    arch = target if isinstance(target, archmod.Arch) else archmod.load(target)
     pred = predict_arch(table, arch, on_miss=on_miss, exact=exact)
-    module = archmod.build_module(arch)
-    shape = archmod.input_shape(arch, None, int(table.meta["batch"]))
-    return pred, (module, (torch.randn(*shape),), {})
 
+    def network() -> Network:
+        shape = archmod.input_shape(arch, None, int(table.meta["batch"]))
+        return archmod.build_module(arch), (torch.randn(*shape),), {}
 
-def model_network(
-    table: LatencyTable, spec: str, on_miss: OnMiss = "report"
-) -> tuple[Prediction, Network]:
-    from latprof.loading import load_model
-
-    loaded = load_model(spec, batch_size=int(table.meta["batch"]))
-    pred = predict_model(table, spec, loaded.module, loaded.args, loaded.kwargs, on_miss)
-    return pred, (loaded.module, loaded.args, loaded.kwargs)
+    return pred, network
 
 
 def default_targets(table: LatencyTable) -> list[str]:
     """Every zoo arch of the table's space, or the models a layer table was built from."""
     if table.meta.get("source") == "models":
         return list(table.meta.get("models") or [])
-    from latprof.zoo.tfnas_archs import PAPER_ARCHS
+    from latprof.space.paper_archs import PAPER_ARCHS
 
     space = table.meta.get("space")
     targets = [f"zoo:{name}" for name, p in PAPER_ARCHS.items() if p.space == space]
@@ -158,10 +155,26 @@ def default_targets(table: LatencyTable) -> list[str]:
     return targets
 
 
+def sampled_targets(table: LatencyTable, samples: int, seed: int) -> list[archmod.Arch]:
+    """`samples` random archs of the table's space (seeded), named sample-SEED-I."""
+    if not samples:
+        return []
+    import random
+
+    from latprof.space.builtin import space_of_table
+
+    rng = random.Random(seed)
+    space = space_of_table(table.meta)
+    ref = table.meta.get("space_file") or table.meta["space"]
+    return [
+        replace(archmod.sample(space, rng, f"sample-{seed}-{i}"), space=ref) for i in range(samples)
+    ]
+
+
 def validate(
     table: LatencyTable,
     targets: list[str | archmod.Arch],
-    settings: Settings,
+    settings: MeasureSettings,
     on_miss: OnMiss = "report",
     progress: Callable[[int, int], None] | None = None,
     exact: bool = False,
@@ -170,14 +183,9 @@ def validate(
     preds = []
     networks = []
     for target in targets:
-        if isinstance(target, archmod.Arch):
-            pred, net = arch_network(table, target, on_miss, exact)
-        elif table.meta.get("source") == "models" and not target.endswith((".json", ".toml")):
-            pred, net = model_network(table, target, on_miss)
-        else:
-            pred, net = arch_network(table, archmod.load(target), on_miss, exact)
+        pred, network = prediction_for(table, target, on_miss, exact)
         preds.append(pred)
-        networks.append(net)
+        networks.append(network())
     measured = measure_many(networks, settings, progress=progress)
     return [
         row(p.name, p, stats, macs, table.statistic)

@@ -19,7 +19,7 @@ from functools import partial
 from typing import Protocol
 
 from latprof.predictors import flops_model, metrics, roofline, systolic
-from latprof.predictors.layers import LayerInfo, LayerKind, describe, kind_of
+from latprof.predictors.layer_info import LayerInfo, LayerKind, describe, kind_of
 
 __all__ = [
     "NAMES",

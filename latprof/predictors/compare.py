@@ -8,22 +8,22 @@ overlap of the fastest 10 %.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from latprof.lut import arch as archmod
+from latprof.errors import UsageError
+from latprof.lut.measurement import Tick
 from latprof.predictors import describe, make, metrics
+from latprof.space import arch as archmod
 
 if TYPE_CHECKING:
     from latprof.calibrate import Calibration
-    from latprof.lut.space import SearchSpace
+    from latprof.config import MeasureSettings
     from latprof.lut.table import LatencyTable
-    from latprof.lut.validate import Settings
-
-Progress = Callable[[int, int], None]
+    from latprof.space.model import SearchSpace
 
 
 @dataclass
@@ -63,17 +63,17 @@ def sample_archs(space: SearchSpace, samples: int, seed: int) -> list[archmod.Ar
 def compare(
     space: SearchSpace,
     archs: list[archmod.Arch],
-    settings: Settings,
+    settings: MeasureSettings,
     batch: int,
     calibration: Calibration | None = None,
     table: LatencyTable | None = None,
-    progress: Progress | None = None,
+    progress: Tick | None = None,
 ) -> Comparison:
     """Predict every arch with every available predictor, then measure them all end to end
     (`measure_many`). `measured_us` is the statistic the table predicts (p10 without one)."""
     from latprof.lut.predict import predict_arch
     from latprof.lut.validate import measure_many
-    from latprof.profiler import DTYPES
+    from latprof.measure.device import DTYPES
 
     dtype_bytes = DTYPES[settings.dtype].itemsize
     names = ["flops", "systolic"]
@@ -116,8 +116,6 @@ def plot(result: Comparison, path: Any) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        from latprof.errors import UsageError
-
         raise UsageError(
             "--plot needs matplotlib: pip install 'latprof[plot]' (or pip install matplotlib)"
         ) from None
@@ -138,3 +136,33 @@ def plot(result: Comparison, path: Any) -> None:
 
     write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
+
+
+def space_and_table(
+    space: str,
+    lut: Path | None,
+    allow_mismatch: bool,
+    **target: Any,
+) -> tuple[SearchSpace, LatencyTable | None]:
+    """The space to sample, and the table of that space (when `lut` is given) checked
+    against the target (device, batch, dtype, threads)."""
+    from latprof.lut.table import LatencyTable
+    from latprof.space.builtin import get_space
+
+    the_space = get_space(space)
+    if lut is None:
+        return the_space, None
+    table = LatencyTable.load(lut)
+    if not table.is_for_space(the_space):
+        raise UsageError(
+            f"{lut} is a table of space {table.meta.get('space')!r}, not {the_space.name!r}"
+        )
+    table.check_target(allow_mismatch, **target)
+    return the_space, table
+
+
+def calibration(path: Path | None, device: str, dtype: str) -> Calibration:
+    """A saved calibration, or one measured now."""
+    from latprof import calibrate
+
+    return calibrate.load(path) if path is not None else calibrate.measure(device, dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from latprof.predictors.layers import LayerInfo
+from latprof.predictors.layer_info import LayerInfo
 from latprof.predictors.metrics import fit_scale as _fit
 
 __all__ = ["fit_scale", "predict"]

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-from latprof.predictors.layers import LayerInfo
+from latprof.predictors.layer_info import LayerInfo
 
 __all__ = [
     "Bound",

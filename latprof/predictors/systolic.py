@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from latprof.predictors.layers import LayerInfo
+from latprof.predictors.layer_info import LayerInfo
 
 __all__ = ["ARRAY_SIZE", "layer_cycles", "predict", "utilization"]
 

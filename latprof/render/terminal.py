@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -150,3 +152,14 @@ def profile_view(p: Profile, by: str = "category", top: int = 10) -> Group:
             parts.append(layer_table(p, top))
     parts.append(summary_line(p))
     return Group(*parts)
+
+
+def plain_text(renderable: Any, width: int = 140) -> str:
+    """A rich renderable as plain text (for a .txt file)."""
+    import io
+
+    from rich.console import Console
+
+    c = Console(record=True, width=width, file=io.StringIO())
+    c.print(renderable)
+    return c.export_text()

@@ -2,16 +2,17 @@
 
 Importing this package does not import torch: entries name their factory as
 ``"module:function"`` and :meth:`ZooEntry.build` imports it on demand, so listing the zoo
-is instant. The blocks live in :mod:`latprof.zoo.blocks`.
+is instant. The blocks live in :mod:`latprof.blocks`.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from latprof.errors import ModelLoadError
+from latprof.space.paper_archs import PAPER_ARCHS
 
 if TYPE_CHECKING:
     from torch import nn
@@ -60,29 +61,14 @@ ZOO: dict[str, ZooEntry] = {
     )
 }
 
-# TF-NAS (seed 004 Tables 9-20): names and titles here so that listing needs no import
-_TFNAS = (
-    ("tfnas-a", "TF-NAS-A", 9),
-    ("tfnas-b", "TF-NAS-B", 10),
-    ("tfnas-c", "TF-NAS-C", 11),
-    ("tfnas-d", "TF-NAS-D", 12),
-    ("tfnas-a-wose", "TF-NAS-A-wose", 13),
-    ("tfnas-b-wose", "TF-NAS-B-wose", 14),
-    ("tfnas-c-wose", "TF-NAS-C-wose", 15),
-    ("tfnas-d-wose", "TF-NAS-D-wose", 16),
-    ("tfnas-cpu-a", "TF-NAS-CPU-A", 17),
-    ("tfnas-cpu-b", "TF-NAS-CPU-B", 18),
-    ("tfnas-mbv2-a", "TF-NAS-MBV2-A", 19),
-    ("tfnas-mbv2-b", "TF-NAS-MBV2-B", 20),
-)
-for _name, _title, _table in _TFNAS:
-    ZOO[_name] = ZooEntry(
-        name=_name,
+for _paper in PAPER_ARCHS.values():
+    ZOO[_paper.name] = ZooEntry(
+        name=_paper.name,
         input_shape=(1, 3, 224, 224),
-        description=f"{_title} (seed 004 Table {_table}), a path through the "
-        f"{'mbv2' if 'mbv2' in _name else 'tfnas'} space",
+        description=f"{_paper.title} (seed 004 Table {_paper.table}), a path through the "
+        f"{_paper.space} space",
         factory_path="latprof.zoo.tfnas:build",
-        arg=_name,
+        arg=_paper.name,
     )
 
 
@@ -93,3 +79,15 @@ def get_entry(name: str) -> ZooEntry:
     except KeyError:
         known = ", ".join(sorted(ZOO))
         raise ModelLoadError(f"unknown zoo model {name!r}; known: {known}") from None
+
+
+def describe() -> list[dict[str, Any]]:
+    """One row per zoo model, for ``latprof zoo``."""
+    return [
+        {
+            "name": f"zoo:{e.name}",
+            "input_shape": ",".join(map(str, e.input_shape)),
+            "description": e.description,
+        }
+        for e in ZOO.values()
+    ]

@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from latprof.zoo.blocks import seeded
+from latprof.blocks import seeded
 
 INPUT_SHAPE: tuple[int, ...] = (1, 3, 32, 32)
 STAGES: tuple[tuple[int, int], ...] = ((32, 2), (64, 2), (128, 2))

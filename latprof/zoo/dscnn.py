@@ -6,7 +6,7 @@ convolution layer. The DSCNN structure as a whole begins with a stride-2 convolu
 goes into a sequence of inverted residual bottleneck layers, and exits into a stride-1
 convolution layer and final linear layer."
 
-Here: stride-2 ``3x3`` conv-BN-ReLU stem → :class:`~latprof.zoo.blocks.MBInvRes` blocks
+Here: stride-2 ``3x3`` conv-BN-ReLU stem → :class:`~latprof.blocks.MBInvRes` blocks
 with ReLU and an expand conv in every block (residual add where stride 1 and
 ``c_in == c_out``) → ``1x1`` conv-BN-ReLU head → global average pool → ``Linear``.
 Default input ``1x3x64x64``.
@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from latprof.zoo.blocks import ConvBNAct, MBInvRes, seeded
+from latprof.blocks import ConvBNAct, MBInvRes, seeded
 
 INPUT_SHAPE: tuple[int, ...] = (1, 3, 64, 64)
 STEM_CHANNELS = 16

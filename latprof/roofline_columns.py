@@ -7,8 +7,6 @@ import math
 import re
 from typing import Any
 
-from latprof.predictors.roofline import ridge_point
-
 _SHAPE = re.compile(r"\d+(?:x\d+)*")
 
 
@@ -36,7 +34,7 @@ def layer_columns(row: dict[str, Any], dtype_bytes: int, cal: Any) -> dict[str, 
     intensity = macs / moved
     achieved = macs / (time_us * 1e-6)
     attainable = min(cal.peak_macs_per_s, intensity * cal.bandwidth_bytes_per_s)
-    ridge = ridge_point(cal.peak_macs_per_s, cal.bandwidth_bytes_per_s)
+    ridge = cal.ridge_point
     return {
         "intensity": intensity,
         "achieved_macs_per_s": achieved,

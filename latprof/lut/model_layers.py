@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from latprof.loading import load_model
-from latprof.lut.builder import Job, layer_job
+from latprof.lut.jobs import Job, layer_job
+from latprof.measure.device import eval_mode
 from latprof.measure.hooks import find_leaves, hooked
-from latprof.profiler import eval_mode
 
 Shapes = list[tuple[tuple[int, ...], torch.dtype]]
 

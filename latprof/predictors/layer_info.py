@@ -1,7 +1,7 @@
 """Per-call layer descriptions: the input every analytical latency predictor reads.
 
 `describe` runs the model once with forward hooks on its leaves (`find_leaves`) and returns one
-`LayerInfo` per leaf *call*, in call order. MACs come from `latprof.flops.count_layer_costs`
+`LayerInfo` per leaf *call*, in call order. MACs come from `latprof.macs.count_layer_costs`
 (one more forward pass, on a deep copy).
 """
 
@@ -15,7 +15,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from latprof.flops import count_layer_costs
+from latprof.macs import count_layer_costs
 from latprof.measure.hooks import ROOT_NAME, find_leaves
 
 __all__ = ["LayerInfo", "LayerKind", "describe", "kind_of"]

@@ -20,17 +20,25 @@ from typing import Any, cast
 
 import torch
 
-from latprof.lut.builder import BuildSettings, Job, Ready, _failed, _reason, finish_row, prepare
+from latprof.lut.jobs import Job
+from latprof.lut.measurement import (
+    MeasureSettings,
+    Ready,
+    failed_row,
+    failure_reason,
+    finish_row,
+    prepare,
+)
 from latprof.measure import allocator
 from latprof.measure.clocks import Clock
 
 NETWORK_WARMUP = 2
 """Passes of a whole network before its trials; every entry was first warmed up alone."""
 
-Network = list[str | None]
+Layout = list[str | None]
 
 
-def plan(slot_keys: Sequence[Sequence[str]], todo: Sequence[str], seed: int = 0) -> list[Network]:
+def plan(slot_keys: Sequence[Sequence[str]], todo: Sequence[str], seed: int = 0) -> list[Layout]:
     """Networks (a key or None per slot) that together hold every key of `todo` once.
 
     Slots with the same keys form a class whose positions share its keys; a key belongs to
@@ -53,7 +61,7 @@ def plan(slot_keys: Sequence[Sequence[str]], todo: Sequence[str], seed: int = 0)
     if stray:
         raise ValueError(f"{len(stray)} keys fit no slot, e.g. {sorted(stray)[0]}")
     count = max((len(parts) for _, parts in shares), default=0)
-    networks: list[Network] = [[None] * len(slot_keys) for _ in range(count)]
+    networks: list[Layout] = [[None] * len(slot_keys) for _ in range(count)]
     for positions, parts in shares:
         for i, keys in enumerate(parts):
             net = networks[i * count // len(parts)]
@@ -63,7 +71,7 @@ def plan(slot_keys: Sequence[Sequence[str]], todo: Sequence[str], seed: int = 0)
 
 
 def fill(
-    group: Sequence[Network], slot_keys: Sequence[Sequence[str]], rng: random.Random
+    group: Sequence[Layout], slot_keys: Sequence[Sequence[str]], rng: random.Random
 ) -> list[list[str]]:
     """Complete a group of networks: an empty position takes a key the same position holds
     elsewhere in the group (in turn), else a random key of its slot; a network never holds
@@ -93,7 +101,7 @@ def measure_group(
     networks: Sequence[Sequence[str]],
     jobs: dict[str, Job],
     record: set[str],
-    settings: BuildSettings,
+    settings: MeasureSettings,
     clock: Clock,
 ) -> dict[str, dict[str, Any]]:
     """Rows for the `record` keys of a group of complete networks.
@@ -121,8 +129,8 @@ def measure_group(
                     break
                 except _BlockFailed as failed:
                     bad = chain[failed.index].job
-                    rows[bad.key] = _failed(
-                        bad, settings, "in its network: " + _reason(failed.cause)
+                    rows[bad.key] = failed_row(
+                        bad, settings, "in its network: " + failure_reason(failed.cause)
                     )
                     del ready[bad.key]
     broken = "; ".join(f"{r['key']}: {r['error']}" for r in rows.values())[:300]
@@ -132,7 +140,7 @@ def measure_group(
             rows[key] = r.row
         else:
             why = f"not timed: a slot of its network has no entry that runs ({broken})"
-            rows[key] = _failed(jobs[key], settings, why)
+            rows[key] = failed_row(jobs[key], settings, why)
     return {k: finish_row(v) for k, v in rows.items()}
 
 
@@ -151,7 +159,7 @@ def _runnable(
 
 
 def _time_network(
-    chain: list[Ready], record: set[str], settings: BuildSettings, clock: Clock
+    chain: list[Ready], record: set[str], settings: MeasureSettings, clock: Clock
 ) -> None:
     for _ in range(NETWORK_WARMUP):
         x = chain[0].args
@@ -179,7 +187,7 @@ def _call(index: int, r: Ready, x: tuple) -> tuple:
 
 def _planned(
     todo: Sequence[Job], slots: Sequence[Sequence[Job]], seed: int
-) -> tuple[dict[str, Job], list[list[str]], list[Network]]:
+) -> tuple[dict[str, Job], list[list[str]], list[Layout]]:
     """Every job by key, each slot's keys, and the plan of networks for `todo`."""
     jobs = {j.key: j for slot in slots for j in slot}
     jobs.update({j.key: j for j in todo})
@@ -190,7 +198,7 @@ def _planned(
 def measure(
     todo: Sequence[Job],
     slots: Sequence[Sequence[Job]],
-    settings: BuildSettings,
+    settings: MeasureSettings,
     clock: Clock,
     networks_per_group: int = 4,
     seed: int = 0,
@@ -216,7 +224,7 @@ def measure(
 def estimate(
     todo: Sequence[Job],
     slots: Sequence[Sequence[Job]],
-    settings: BuildSettings,
+    settings: MeasureSettings,
     clock: Clock,
     samples: int = 3,
     seed: int = 0,

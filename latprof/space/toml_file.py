@@ -20,8 +20,9 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from latprof.errors import SpaceError
-from latprof.lut.space import ACTS, OP_KINDS, SE_RULES, Candidate, SearchSpace
-from latprof.lut.spaces import Stage, build_space, stage_slots
+from latprof.space.model import ACTS, SE_RULES, Candidate, SearchSpace
+from latprof.space.ops import OP_KINDS, OPS
+from latprof.space.stages import Stage, build_space, stage_slots, stages_of
 
 __all__ = ["dump_toml", "load_toml_space", "loads_toml_space", "parse_op", "space_from_dict"]
 
@@ -29,7 +30,7 @@ TOP_FIELDS = ("name", "description", "input", "notes", "defaults", "stage")
 DEFAULT_FIELDS = ("act", "se")
 STAGE_FIELDS = ("name", "c_out", "stride", "layers", "act", "ops", "c_in", "h", "w")
 OP_FIELDS = ("op", "kernel", "expansion", "mid", "se", "dilation", "act")
-NO_KERNEL_OPS = ("identity", "zero", "pool_fc")  # kernel defaults to 1 only for these
+NO_KERNEL_OPS = tuple(name for name, op in OPS.items() if not op.has_kernel)  # kernel: 1
 
 _NUM = r"\d+(?:\.\d+)?"
 _SHORTHAND = re.compile(
@@ -388,7 +389,7 @@ def dump_toml(space: SearchSpace) -> str:
         lines.append("notes = [")
         lines.extend(f"    {_value(n)}," for n in space.notes)
         lines.append("]")
-    for stage in _stages_of(space):
+    for stage in stages_of(space):
         lines += ["", "[[stage]]", f"name = {_value(stage.name)}", f"c_out = {stage.c_out}"]
         if stage.stride != 1:
             lines.append(f"stride = {stage.stride}")
@@ -403,32 +404,6 @@ def dump_toml(space: SearchSpace) -> str:
             lines.extend(f"    {_op_text(op)}," for op in stage.ops)
             lines.append("]")
     return "\n".join(lines) + "\n"
-
-
-def _stages_of(space: SearchSpace) -> list[Stage]:
-    slots = space.slots
-    stages: list[Stage] = []
-    i = 0
-    while i < len(slots):
-        s = slots[i]
-        stage = None
-        if s.name.endswith(".0"):
-            base = s.name[:-2]
-            j = i + 1
-            while j < len(slots) and slots[j].name == f"{base}.{j - i}":
-                j += 1
-            n = j - i
-            lo = next((k for k in range(n) if slots[i + k].skippable), n)
-            cand = Stage(base, s.c_out, s.candidates, s.stride, (lo, n), s.act)
-            if n > 1 and stage_slots(cand, s.c_in, s.h, s.w) == list(slots[i:j]):
-                stage = cand
-                i = j
-        if stage is None:
-            layers = (0 if s.skippable else 1, 1)
-            stage = Stage(s.name, s.c_out, s.candidates, s.stride, layers, s.act)
-            i += 1
-        stages.append(stage)
-    return stages
 
 
 def _op_text(op: Candidate) -> str:

@@ -391,7 +391,7 @@ def seeded(fn: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
 
 
 def _register_counters() -> None:
-    from latprof.flops import register_counter, zero
+    from latprof.macs import register_counter, zero
 
     register_counter(Zero, zero)
 

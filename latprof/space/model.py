@@ -10,18 +10,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from latprof.errors import SpaceError
+from latprof.space.ops import OP_KINDS, build_entry
 
-# op kinds and whether they have a searchable mid-channel width
-OP_KINDS: dict[str, bool] = {
-    "conv": False,  # ConvBNAct: stem, 1x1 head conv, U-Boost conv
-    "dil_conv": False,  # DilatedConv
-    "sep_conv": False,  # SepConv (depthwise + pointwise)
-    "mbinvres": True,  # MBInvRes (TF-NAS / MobileNetV2)
-    "fused_mbconv": True,  # FusedMBConv (EfficientNet-X / V2)
-    "identity": False,
-    "zero": False,
-    "pool_fc": False,  # global average pool + flatten + linear classifier
-}
 ACTS = ("relu", "relu6", "swish", "hswish", "sigmoid", "none")
 
 SE_RULES: dict[str, Callable[[int, int], int]] = {
@@ -113,8 +103,6 @@ class Entry:
 
     def build(self) -> Any:
         """The nn.Module this entry measures."""
-        from latprof.lut.ops import build_entry
-
         return build_entry(self)
 
 

@@ -1,4 +1,4 @@
-"""Built-in search spaces (mbv2, tfnas, uboost), the registry and a stage -> slot builder.
+"""Built-in search spaces (mbv2, tfnas, uboost) and the registry of spaces by name.
 
 Every space is a chain of slots from the input image to the classifier: fixed parts (stem,
 fixed blocks, head conv, ``pool_fc``) are slots with one candidate, so a whole network's
@@ -7,91 +7,30 @@ latency is a sum of entries. See ``docs/spaces.md`` for each space and the choic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from latprof.errors import SpaceError
-from latprof.lut.space import Candidate, SearchSpace, Slot
+from latprof.space.model import Candidate, SearchSpace
+from latprof.space.stages import Stage, build_space
 
 __all__ = [
     "BUILTIN",
     "DEFAULT_WIDTH_STEP",
     "DEFAULT_WIDTH_STEPS",
-    "Stage",
-    "build_space",
     "default_width_step",
     "describe",
     "get_space",
     "mbv2",
-    "stage_slots",
     "tfnas",
     "uboost",
 ]
 
+DEFAULT_SPACE = "mbv2"
+"""The space build-lut measures without --space or --models (TF-NAS's MobileNetV2 space)."""
 DEFAULT_WIDTH_STEP = 8
 """Mid-width step (channels) for spaces without their own entry in DEFAULT_WIDTH_STEPS."""
-
-
-# --- stages -> slots --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Stage:
-    """A run of 1..L layers with one output width; only the first layer has the stride.
-
-    ``layers = (min, max)``: ``max`` slots are made and those past the first ``min`` are
-    skippable (depth search). Slots are named ``name`` (one layer) or ``name.0``, ``name.1``...
-    """
-
-    name: str
-    c_out: int
-    ops: tuple[Candidate, ...]
-    stride: int = 1
-    layers: tuple[int, int] = (1, 1)
-    act: str = "relu"
-
-
-def stage_slots(stage: Stage, c_in: int, h: int, w: int) -> list[Slot]:
-    """The slots of one stage, given the stage's input shape."""
-    lo, hi = stage.layers
-    slots = []
-    for i in range(hi):
-        slots.append(
-            Slot(
-                name=stage.name if hi == 1 else f"{stage.name}.{i}",
-                c_in=c_in if i == 0 else stage.c_out,
-                c_out=stage.c_out,
-                h=h,
-                w=w,
-                stride=stage.stride if i == 0 else 1,
-                act=stage.act,
-                candidates=tuple(stage.ops),
-                skippable=i >= lo,
-            )
-        )
-        h, w = slots[-1].out_hw
-    return slots
-
-
-def build_space(
-    name: str,
-    description: str,
-    input_chw: Sequence[int],
-    stages: Sequence[Stage],
-    notes: Sequence[str] = (),
-) -> SearchSpace:
-    """Chain stages from an input shape ``(C, H, W)``: each stage's c_in, h, w come from the
-    previous one. Not validated; call ``.validate()``."""
-    c, h, w = input_chw
-    slots: list[Slot] = []
-    for stage in stages:
-        new = stage_slots(stage, c, h, w)
-        slots.extend(new)
-        c = stage.c_out
-        h, w = new[-1].out_hw
-    return SearchSpace(name, description, tuple(slots), tuple(notes))
 
 
 # --- candidate shorthands ---------------------------------------------------------------
@@ -260,11 +199,18 @@ def get_space(name_or_path: str | Path) -> SearchSpace:
     if text in BUILTIN:
         return BUILTIN[text]().validate()
     if isinstance(name_or_path, Path) or text.endswith(".toml") or Path(text).is_file():
-        from latprof.lut.toml_space import load_toml_space
+        from latprof.space.toml_file import load_toml_space
 
         return load_toml_space(text)
     known = ", ".join(BUILTIN)
     raise SpaceError(f"unknown space {text!r}; known: {known} (or a path to a .toml file)")
+
+
+def space_of_table(meta: dict[str, Any]) -> SearchSpace:
+    """The search space a lookup table (by its metadata) was built for."""
+    if meta.get("source") != "space":
+        raise SpaceError("this table was built from models (--models), not a search space")
+    return get_space(meta.get("space_file") or meta["space"])
 
 
 def describe() -> list[dict[str, Any]]:

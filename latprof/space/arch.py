@@ -14,10 +14,14 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 
-from latprof.errors import SpaceError, UsageError
-from latprof.lut.space import OP_KINDS, SE_RULES, Candidate, Entry, SearchSpace, Slot
+from latprof.errors import ModelLoadError, SpaceError, UsageError
+from latprof.space.model import SE_RULES, Candidate, Entry, SearchSpace, Slot
+from latprof.space.ops import OP_KINDS
 
 if TYPE_CHECKING:
     from torch import nn
@@ -238,6 +242,25 @@ def resolve(arch: Arch, space: SearchSpace) -> list[Block]:
     return blocks
 
 
+def block_rows(blocks: list[Block]) -> list[dict[str, Any]]:
+    """One row per block, for `latprof arch`."""
+    return [
+        {
+            "slot": b.slot.name,
+            "op": "skip" if b.entry is None else b.entry.op,
+            "kernel": b.entry.kernel if b.entry else None,
+            "mid": b.entry.mid if b.entry else None,
+            "se": b.entry.se if b.entry else None,
+            "act": b.entry.act if b.entry else None,
+            "c_in": b.slot.c_in,
+            "c_out": b.slot.c_out,
+            "input": f"{b.slot.h}x{b.slot.w}",
+            "stride": b.slot.stride,
+        }
+        for b in blocks
+    ]
+
+
 def entries(arch: Arch, space: SearchSpace) -> list[tuple[str, Entry]]:
     """(slot name, entry) for every slot that is not skipped."""
     return [(b.slot.name, b.entry) for b in resolve(arch, space) if b.entry is not None]
@@ -245,7 +268,7 @@ def entries(arch: Arch, space: SearchSpace) -> list[tuple[str, Entry]]:
 
 def space_of(arch: Arch, space: SearchSpace | None = None) -> SearchSpace:
     """The arch's space: `space` if given (same name, or same TOML space), else looked up."""
-    from latprof.lut.spaces import get_space
+    from latprof.space.builtin import get_space
 
     if space is None:
         return get_space(arch.space)
@@ -264,7 +287,7 @@ def build_module(arch: Arch, space: SearchSpace | None = None, seed: int = 0) ->
     one child per non-skipped slot (named after the slot, ``.`` -> ``_``), in eval mode."""
     from torch import nn
 
-    from latprof.zoo.blocks import seeded
+    from latprof.blocks import seeded
 
     blocks = entries(arch, space_of(arch, space))
 
@@ -397,16 +420,31 @@ def load_file(path: Path) -> Arch:
 def is_arch_spec(spec: str) -> bool:
     """True for `zoo:NAME` of a paper arch and for .json/.toml files; False for models."""
     if spec.startswith("zoo:"):
-        from latprof.zoo.tfnas_archs import PAPER_ARCHS
+        from latprof.space.paper_archs import PAPER_ARCHS
 
         return spec[4:] in PAPER_ARCHS
     return Path(spec).suffix in (".json", ".toml")
 
 
+def paper_arch(name: str) -> Arch:
+    """The arch of a TF-NAS paper table (``tfnas-a``, ``tfnas-mbv2-b``, ...)."""
+    from latprof.space.builtin import get_space
+    from latprof.space.paper_archs import PAPER_ARCHS
+
+    paper = PAPER_ARCHS.get(name)
+    if paper is None:
+        raise ModelLoadError(
+            f"unknown TF-NAS architecture {name!r}; known: {', '.join(PAPER_ARCHS)}"
+        )
+    note = (
+        f"{paper.title}, seed 004 Table {paper.table}; paper: {paper.flops_m} M FLOPs, "
+        f"top-1 {paper.top1} %"
+    )
+    return from_layers(name, get_space(paper.space), paper.layers, notes=(note,))
+
+
 def load(spec: str) -> Arch:
     """An arch from `zoo:NAME` (a seed paper arch) or a JSON/TOML file."""
     if spec.startswith("zoo:"):
-        from latprof.zoo.tfnas import paper_arch
-
         return paper_arch(spec[4:])
     return load_file(Path(spec))

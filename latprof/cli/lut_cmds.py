@@ -1,0 +1,306 @@
+"""Commands that make lookup tables: build-lut, merge, spaces; and a table's report."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from latprof.cli.app import (
+    DeviceOpt,
+    DtypeOpt,
+    FormatOpt,
+    ProgressView,
+    ThreadsOpt,
+    command,
+    console,
+    set_threads,
+)
+from latprof.cli.output import emit_rows, resolve_formats, wrote
+from latprof.errors import UsageError
+from latprof.space.builtin import DEFAULT_SPACE
+
+SpaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--space",
+        help="Built-in space (see `latprof spaces`) or a .toml file. Default, with "
+        f"neither --space nor --models: {DEFAULT_SPACE} (TF-NAS's MobileNetV2 space).",
+    ),
+]
+ArchsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--archs",
+        help="Measure only the entries these architectures of the space use, at their "
+        "exact widths (zoo:tfnas-a, arch .json/.toml; several after one --archs).",
+    ),
+]
+ModelsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--models",
+        help="Build a layer-level table from every distinct leaf layer of these "
+        "models (MODEL specs, several after one --models).",
+    ),
+]
+BatchOpt = Annotated[
+    int | None,
+    typer.Option("--batch-size", help="Default: 1 on CPU, 32 on CUDA (TF-NAS's settings)."),
+]
+WarmupOpt = Annotated[int, typer.Option("--warmup", help="Warm-up passes per entry.")]
+TrialsOpt = Annotated[int, typer.Option("--trials", help="Timed passes per entry.")]
+WidthStepOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--width-step",
+        help="Measure every K-th mid-channel width; lookups interpolate. Default: the space's own.",
+    ),
+]
+LutOutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output", "-o", help="Parquet file. Default: tables/SPACE-DEVICE-bBATCH.parquet"
+    ),
+]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option("--resume", help="Continue an interrupted build; skips every key in the file."),
+]
+RemeasureOpt = Annotated[
+    bool,
+    typer.Option(
+        "--remeasure-noisy", help="With --resume: measure noisy and failed entries again."
+    ),
+]
+ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard", help="I/N: build only shard I (0..N-1) of N; merge with `latprof merge`."
+    ),
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run", help="Print the number of entries and a time estimate; measure nothing."
+    ),
+]
+ContextOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--context",
+        help="networks: time each entry inside networks that run one entry per slot "
+        "(input hot, weights as cold as in a network; default for spaces); alone: time "
+        "entries by themselves, round-robin (faster, less faithful; layer tables).",
+    ),
+]
+StatisticOpt = Annotated[
+    str,
+    typer.Option(
+        "--statistic",
+        help="What lookups return: p10 (10th percentile: the latency of a quiet "
+        "machine, since interference only adds time), median, mean or min.",
+    ),
+]
+
+
+@command("build-lut")
+def build_lut_cmd(
+    space: SpaceOpt = None,
+    archs: ArchsOpt = None,
+    models: ModelsOpt = None,
+    device: DeviceOpt = "cpu",
+    batch_size: BatchOpt = None,
+    dtype: DtypeOpt = "float32",
+    threads: ThreadsOpt = None,
+    warmup: WarmupOpt = 10,
+    trials: TrialsOpt = 20,
+    width_step: WidthStepOpt = None,
+    out: LutOutOpt = None,
+    resume: ResumeOpt = False,
+    remeasure_noisy: RemeasureOpt = False,
+    shard: ShardOpt = None,
+    dry_run: DryRunOpt = False,
+    context: ContextOpt = None,
+    statistic: StatisticOpt = "p10",
+) -> None:
+    """Measure every candidate op of a search space (or every leaf layer of some models)."""
+    from latprof.config import ProfileConfig, parse_device
+    from latprof.lut import plan as planmod
+    from latprof.measure.device import check_device
+
+    ProfileConfig(device=device, dtype=dtype, threads=threads, warmup=warmup, trials=trials)
+    context = planmod.check_options(
+        space=space, archs=archs, models=models, width_step=width_step, context=context,
+        statistic=statistic, resume=resume, remeasure_noisy=remeasure_noisy, shard=shard,
+    )  # fmt: skip
+    set_threads(threads)
+    check_device(parse_device(device))
+    plan = planmod.plan_build(
+        space=space, archs=archs, models=models, device=device, batch=batch_size, dtype=dtype,
+        warmup=warmup, trials=trials, width_step=width_step, context=context,
+        statistic=statistic, shard=shard,
+    )  # fmt: skip
+    out = out or plan.default_output()
+    if dry_run:
+        typer.echo("\n".join(_dry_run_lines(plan, out)))
+        return
+    if out.suffix != ".parquet":
+        raise UsageError(f"-o {out}: lookup tables are Parquet files; use a .parquet name")
+    from latprof.io.atomic import check_writable
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
+    _build(plan, out, resume, remeasure_noisy)
+
+
+def _build(plan: Any, out: Path, resume: bool, remeasure_noisy: bool) -> None:
+    from latprof.lut.build import build
+
+    view = ProgressView(f"measuring {plan.label}", delay_s=0.0)
+    started = time.monotonic()
+    try:
+        result = build(
+            plan.jobs, plan.settings, out, plan.meta, resume=resume,
+            remeasure_noisy=remeasure_noisy, progress=lambda d, t: view("entries", d, t),
+            slots=plan.slots,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        view.close()
+        typer.echo(
+            f"latprof: interrupted; entries measured so far are saved in {out}. "
+            "Continue with the same command plus --resume.",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    finally:
+        view.close()
+    elapsed = time.monotonic() - started
+    took = f"{elapsed:.2f}" if elapsed < 10 else f"{elapsed:.1f}"  # comparable with --dry-run
+    s = plan.settings
+    lines = [
+        f"wrote {out}: {len(plan.jobs)} entries ({result.measured} measured, {result.reused} "
+        f"reused) in {took} s on {plan.meta['device_name']}, batch {s.batch}, {s.dtype}"
+    ]
+    if result.failed:
+        lines.append(f"{len(result.failed)} entries failed (kept as status=failed):")
+        lines += [f"  {f}" for f in result.failed[:10]]
+    if result.noisy:
+        lines.append(
+            f"{len(result.noisy)} noisy entries (IQR > 10% of median); re-measure them "
+            "with the same command plus --resume --remeasure-noisy"
+        )
+    typer.echo("\n".join(lines))
+
+
+def _dry_run_lines(plan: Any, out: Path) -> list[str]:
+    """Count entries; estimate the build time by measuring a few sample entries for real."""
+    from latprof.lut.build import estimate_build
+    from latprof.lut.jobs import ELEMENT_WEIGHT
+    from latprof.lut.table import LatencyTable
+
+    jobs, settings = plan.jobs, plan.settings
+    done = set(LatencyTable.load(out).rows) if out.exists() else set()
+    todo = [j for j in jobs if j.key not in done]
+    lines = [
+        f"{len(jobs)} entries, {len(todo)} to measure ({len(jobs) - len(todo)} already in {out})"
+    ]
+    if todo and plan.slots is not None:
+        return lines + _network_estimate(todo, plan)
+    if not todo:
+        return lines
+    est = estimate_build(todo, settings)
+    k = len(est.sampled)
+    if est.by_proxy:
+        how = (
+            f"measured {k} sample entries for real, one from each of {k} equal groups of "
+            f"the entries sorted by a cost proxy (MACs + {ELEMENT_WEIGHT} x tensor "
+            "elements), and scaled each group by its mean proxy"
+        )
+    else:
+        how = f"measured {k} sample entries spread over the list, scaled by entry count"
+    total = f"{est.seconds:.2f}" if est.seconds < 10 else f"{est.seconds:.1f}"
+    return [
+        *lines,
+        f"estimated build time: {total} s (an estimate, typically within ±20 %; "
+        "the command's start-up is not included)",
+        f"  how: {how}; warm-up {settings.warmup}, trials {settings.trials}, "
+        f"{est.sample_s:.2f} s of sampling.",
+        f"  passes {est.passes_s:.2f} s + {len(todo)} x {est.per_entry_s * 1e3:.1f} ms per "
+        f"entry (build, MAC count) + saves {est.saves_s:.2f} s",
+    ]
+
+
+def _network_estimate(todo: list[Any], plan: Any) -> list[str]:
+    from latprof.lut import in_network
+    from latprof.measure.clocks import clock_for
+
+    s = plan.settings
+    count, seconds, sampled = in_network.estimate(todo, plan.slots, s, clock_for(s.device))
+    total = f"{seconds:.2f}" if seconds < 10 else f"{seconds:.1f}"
+    return [
+        f"estimated build time: {total} s (an estimate; the command's start-up and the "
+        "saves are not included)",
+        f"  how: the entries go into {count} context networks (one entry per slot); "
+        f"measured {min(3, count)} of them for real (warm-up {s.warmup} alone + "
+        f"{in_network.NETWORK_WARMUP} in the network, trials {s.trials}) in "
+        f"{sampled:.2f} s and scaled by the number of networks.",
+    ]
+
+
+@command("merge")
+def merge_cmd(
+    tables: Annotated[list[Path], typer.Argument(help="Shard tables to merge.")],
+    out: Annotated[Path, typer.Option("--output", "-o", help="The merged .parquet file.")],
+) -> None:
+    """Merge shard tables into one; refuses mismatched environments or conflicting keys."""
+    from latprof.lut.table import LatencyTable, merge
+
+    if out.suffix != ".parquet":
+        raise UsageError(f"-o {out}: lookup tables are Parquet files; use a .parquet name")
+    merged = merge([(str(p), LatencyTable.load(p)) for p in tables])
+    merged.save(out)
+    typer.echo(f"wrote {out}: {len(merged)} entries from {len(tables)} tables")
+
+
+@command("spaces")
+def spaces_cmd(fmt: FormatOpt = None) -> None:
+    """List the built-in search spaces (for build-lut --space)."""
+    from latprof.space.builtin import describe
+
+    emit_rows(describe(), fmt, "Built-in search spaces")
+
+
+def report_lut(path: Path, by: str, fmt: str | None, out: Path | None) -> None:
+    """`latprof report TABLE`: entries (--by layer) or per-op sums (--by category)."""
+    from latprof.lut.table import LatencyTable, report_rows
+
+    table = LatencyTable.load(path)
+    rows = report_rows(table, by)
+    stdout_fmt, file_fmt = resolve_formats(fmt, out)
+    if out is not None and file_fmt is not None:
+        if file_fmt not in ("parquet", "csv", "markdown"):
+            raise UsageError(f"a lookup table renders as csv, markdown or parquet, not {file_fmt}")
+        if file_fmt == "parquet":
+            table.save(out)
+        else:
+            from latprof.io.export import write_rows
+
+            write_rows(rows, out, file_fmt)
+        wrote(out)
+    if stdout_fmt == "table":
+        m = table.meta
+        console().print(
+            f"[bold]{path}[/bold]  {m.get('space') or 'models'}  ·  "
+            f"{m.get('device_name')}  ·  batch {m.get('batch')}  ·  {m.get('dtype')}"
+            f"  ·  {len(table)} entries"
+        )
+        brief = ("key", "time_us_median", "time_us_iqr", "macs", "status")
+        shown = rows if by == "category" else [{k: r[k] for k in brief} for r in rows]
+        emit_rows(shown, "table", "Lookup table")
+    elif stdout_fmt is not None:
+        emit_rows(rows, stdout_fmt, "Lookup table")
+    sys.stdout.flush()

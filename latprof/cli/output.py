@@ -1,0 +1,108 @@
+"""Where a command's result goes: stdout (rich table on a terminal, CSV on a pipe, or --format)
+and -o FILE (format from the extension). Text comes from latprof.io.export."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from latprof.cli.app import console, print_notices
+from latprof.errors import UsageError
+
+FORMATS = ("table", "csv", "json", "markdown", "parquet")
+EXTENSIONS = {
+    ".csv": "csv",
+    ".json": "json",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".parquet": "parquet",
+    ".txt": "table",
+}
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def resolve_formats(fmt: str | None, out: Path | None) -> tuple[str | None, str | None]:
+    """(stdout format or None, file format or None), validated before any measuring."""
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r} is unknown; use one of {', '.join(FORMATS)}")
+    if out is None:
+        chosen = fmt or ("table" if stdout_is_terminal() else "csv")
+        if chosen == "parquet":
+            raise UsageError("parquet is a binary format; write it to a file with -o FILE.parquet")
+        return chosen, None
+    from latprof.io.atomic import check_writable
+
+    file_fmt = fmt or EXTENSIONS.get(out.suffix.lower())
+    if file_fmt is None:
+        raise UsageError(
+            f"-o {out}: unknown extension {out.suffix or '(none)'!r}; use .csv, .json, .md or "
+            ".parquet, or name the format with --format"
+        )
+    check_writable(out)
+    return ("table" if stdout_is_terminal() else None), file_fmt
+
+
+def wrote(path: Path) -> None:
+    typer.echo(f"latprof: wrote {path}", err=True)
+
+
+def emit_rows(rows: list[dict[str, Any]], fmt: str | None, title: str) -> None:
+    """Flat rows to stdout: a rich table on a terminal, CSV on a pipe, or `fmt`."""
+    fmt = fmt or ("table" if stdout_is_terminal() else "csv")
+    if fmt == "table":
+        from rich.table import Table
+
+        from latprof.render.text import cell
+
+        table = Table(title=title, title_justify="left")
+        for col in rows[0] if rows else []:
+            table.add_column(col)
+        for r in rows:
+            table.add_row(*(cell(v) for v in r.values()))
+        console().print(table)
+        return
+    if fmt not in ("csv", "markdown", "json"):
+        raise UsageError(
+            f"--format {fmt!r} is not available here; use table, csv, markdown or json"
+        )
+    from latprof.io.export import rows_text
+
+    sys.stdout.write(rows_text(rows, fmt))
+
+
+def write_rows(rows: list[dict[str, Any]], fmt: str | None, out: Path | None, title: str) -> None:
+    """Rows to stdout (terminal table / CSV on a pipe / fmt) and to `out` by its extension."""
+    stdout_fmt, file_fmt = resolve_formats(fmt, out)
+    if out is not None and file_fmt is not None:
+        from latprof.io.export import write_rows as save
+
+        save(rows, out, file_fmt if file_fmt != "table" else "markdown")
+        wrote(out)
+    if stdout_fmt is not None:
+        if stdout_fmt == "parquet":
+            raise UsageError("parquet goes to a file: add -o FILE.parquet")
+        emit_rows(rows, stdout_fmt, title)
+
+
+def emit_profile(
+    prof: Any, stdout_fmt: str | None, file_fmt: str | None, out: Path | None, by: str, top: int
+) -> None:
+    from latprof.io import export
+
+    if out is not None and file_fmt is not None:
+        export.write_profile(prof, out, file_fmt, by, top)
+    if stdout_fmt == "table":
+        from latprof.render.terminal import profile_view
+
+        console().print(profile_view(prof, by=by, top=top))
+    elif stdout_fmt is not None:
+        sys.stdout.write(export.profile_text(prof, stdout_fmt, by))
+    print_notices(prof.notices)  # always, whatever stdout is
+    if out is not None:
+        wrote(out)

@@ -1,0 +1,211 @@
+"""Commands about one model: profile, report, zoo, env."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from latprof.cli.app import (
+    ByOpt,
+    DeviceOpt,
+    DtypeOpt,
+    FormatOpt,
+    OutOpt,
+    ProgressView,
+    ThreadsOpt,
+    TopOpt,
+    command,
+    set_threads,
+)
+from latprof.cli.output import emit_profile, emit_rows, resolve_formats, wrote
+from latprof.errors import UsageError
+
+ModelArg = Annotated[
+    str,
+    typer.Argument(help="path/model.py[:NAME], zoo:NAME (see `latprof zoo`) or torchvision:NAME."),
+]
+ShapeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input-shape",
+        help="Input tensor shape, e.g. 1,3,224,224; repeat for several "
+        "inputs. Overrides the model's own.",
+    ),
+]
+BatchOpt = Annotated[
+    int | None,
+    typer.Option("--batch-size", help="Override the batch dimension of every input."),
+]
+WarmupOpt = Annotated[int, typer.Option("--warmup", help="Warm-up passes, never sampled.")]
+TrialsOpt = Annotated[
+    int, typer.Option("--trials", help="Timed passes (each with and without the layer timers).")
+]
+CalibrationOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--calibration",
+        help="From `latprof env --calibrate --save FILE`: adds intensity, achieved MAC/s, "
+        "roofline bound and fraction of it reached.",
+    ),
+]
+SavedFileArg = Annotated[
+    Path,
+    typer.Argument(
+        help="A profile saved as .parquet or .json, or a lookup table (.parquet) from build-lut."
+    ),
+]
+CalibrateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--calibrate",
+        help="Also measure peak MAC/s (a large matmul) and memory bandwidth (a large copy).",
+    ),
+]
+CalDtypeOpt = Annotated[str, typer.Option("--dtype", help="dtype of --calibrate.")]
+SaveOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--save",
+        help="With --calibrate: write the calibration as JSON, for profile --calibration "
+        "and compare --calibration.",
+    ),
+]
+
+
+def check_by(by: str) -> None:
+    if by not in ("category", "layer"):
+        raise UsageError(f"--by {by!r} is unknown; use category or layer")
+
+
+@command("profile")
+def profile_cmd(
+    model: ModelArg,
+    input_shape: ShapeOpt = None,
+    batch_size: BatchOpt = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    threads: ThreadsOpt = None,
+    warmup: WarmupOpt = 10,
+    trials: TrialsOpt = 20,
+    by: ByOpt = "category",
+    fmt: FormatOpt = None,
+    out: OutOpt = None,
+    top: TopOpt = 10,
+    calibration: CalibrationOpt = None,
+) -> None:
+    """Time every leaf layer of MODEL; aggregate per layer category."""
+    from latprof.config import ProfileConfig, parse_shape
+
+    check_by(by)
+    shapes = [parse_shape(s) for s in input_shape or []]
+    config = ProfileConfig(
+        device=device, dtype=dtype, threads=threads, warmup=warmup, trials=trials
+    )
+    if batch_size is not None and batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if top < 0:
+        raise UsageError(f"--top must be 0 or more, got {top}")
+    stdout_fmt, file_fmt = resolve_formats(fmt, out)
+    set_threads(threads)
+    from latprof.loading import load_model
+    from latprof.measure.device import check_device
+    from latprof.profiler import profile
+
+    check_device(config.device)
+    cal = _calibration(calibration, config) if calibration is not None else None
+    loaded = load_model(model, shapes, batch_size)
+    view = ProgressView(f"profiling {model}")
+    try:
+        prof = profile(
+            loaded.module, loaded.args, loaded.kwargs, config, name=loaded.name, progress=view
+        )
+    finally:
+        view.close()
+    prof.calibration = cal
+    emit_profile(prof, stdout_fmt, file_fmt, out, by, top)
+
+
+def _calibration(path: Path, config: Any) -> Any:
+    from latprof.calibrate import load
+
+    cal = load(path)
+    if (cal.device, cal.dtype) != (config.device, config.dtype):
+        raise UsageError(
+            f"--calibration {path} is for {cal.device} {cal.dtype}, not "
+            f"{config.device} {config.dtype}; calibrate with "
+            f"`latprof env --calibrate --device {config.device} --dtype {config.dtype} --save`"
+        )
+    return cal
+
+
+@command("report")
+def report_cmd(
+    file: SavedFileArg,
+    by: ByOpt = "category",
+    fmt: FormatOpt = None,
+    out: OutOpt = None,
+    top: TopOpt = 10,
+) -> None:
+    """Render a saved profile or lookup table again, in any format.
+
+    Lookup tables (from build-lut): --by category sums per op, --by layer lists entries.
+    """
+    from latprof.io import profile_file
+
+    check_by(by)
+    is_parquet = file.suffix == ".parquet" and file.exists()
+    if is_parquet and profile_file.read_parquet_meta(file).get("kind") == "lut":
+        from latprof.cli.lut_cmds import report_lut
+
+        report_lut(file, by, fmt, out)
+        return
+    stdout_fmt, file_fmt = resolve_formats(fmt, out)
+    prof = profile_file.load(file)
+    emit_profile(prof, stdout_fmt, file_fmt, out, by, top)
+
+
+@command("zoo")
+def zoo_cmd(fmt: FormatOpt = None) -> None:
+    """List the built-in models (MODEL = zoo:NAME)."""
+    from latprof.zoo import describe
+
+    emit_rows(describe(), fmt, "Built-in models")
+
+
+@command("env")
+def env_cmd(
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
+    fmt: FormatOpt = None,
+    calibrate: CalibrateOpt = False,
+    dtype: CalDtypeOpt = "float32",
+    save: SaveOpt = None,
+) -> None:
+    """Print the measuring environment, as recorded in every output file."""
+    from latprof.calibrate import environment_rows
+    from latprof.config import parse_device
+    from latprof.measure.device import DTYPES, check_device
+
+    dev = parse_device(device)
+    if save is not None and not calibrate:
+        raise UsageError("--save writes a calibration: add --calibrate")
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype {dtype!r} is unknown; use {', '.join(DTYPES)}")
+    if save is not None:
+        from latprof.io.atomic import check_writable
+
+        check_writable(save)
+    set_threads(threads)
+    check_device(dev)
+    data = environment_rows(dev, dtype if calibrate else None, save)
+    if save is not None:
+        wrote(save)
+    if fmt == "json":
+        import json
+
+        sys.stdout.write(json.dumps(dict(data), indent=2) + "\n")
+    else:
+        emit_rows([{"key": k, "value": v} for k, v in data.items()], fmt, "Measuring environment")

@@ -1,0 +1,355 @@
+"""Commands that use lookup tables and search spaces: arch, predict, validate, compare."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from latprof.cli.app import (
+    DeviceOpt,
+    DtypeOpt,
+    FormatOpt,
+    OutOpt,
+    ProgressView,
+    ThreadsOpt,
+    command,
+    console,
+    fail,
+    set_threads,
+)
+from latprof.cli.output import emit_rows, resolve_formats, write_rows, wrote
+from latprof.errors import UsageError
+
+LutOpt = Annotated[Path, typer.Option("--lut", help="A lookup table built by build-lut.")]
+AllowOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-mismatch",
+        help="Use the table even if it was measured on another device, dtype, batch, "
+        "thread count, CPU/GPU or torch version.",
+    ),
+]
+ExactOpt = Annotated[
+    bool,
+    typer.Option(
+        "--exact",
+        help="Measure mid widths the table would interpolate (adds them to the table file).",
+    ),
+]
+MeasureOpt = Annotated[
+    bool,
+    typer.Option(
+        "--measure-misses",
+        help="Measure entries missing from the table on the spot and add them to it.",
+    ),
+]
+ArchArg = Annotated[
+    str, typer.Argument(help="zoo:NAME (e.g. zoo:tfnas-a) or an arch .json/.toml file.")
+]
+ArchFormatOpt = Annotated[
+    str | None, typer.Option("--format", "-f", help="json, toml, table, csv or markdown.")
+]
+ArchOutOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write to FILE (.json or .toml).")
+]
+TargetArg = Annotated[
+    str,
+    typer.Argument(
+        help="An architecture (zoo:tfnas-a, arch.json/.toml) for a space table, or any "
+        "MODEL (model.py, zoo:, torchvision:) for a layer table (build-lut --models)."
+    ),
+]
+TargetsArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Architectures (zoo:NAME, .json/.toml) or, for a layer table, MODELs. "
+        "Default: every zoo arch of the table's space (or the table's models)."
+    ),
+]
+TargetDeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="Target device; must match the table's.")
+]
+TargetDtypeOpt = Annotated[
+    str | None, typer.Option("--dtype", help="Target dtype; must match the table's.")
+]
+TargetBatchOpt = Annotated[
+    int | None, typer.Option("--batch-size", help="Target batch; must match the table's.")
+]
+SamplesOpt = Annotated[
+    int, typer.Option("--samples", help="Also validate N random archs of the space.")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for --samples.")]
+VWarmupOpt = Annotated[
+    int | None, typer.Option("--warmup", help="Warm-up passes. Default: the table's.")
+]
+VTrialsOpt = Annotated[
+    int | None, typer.Option("--trials", help="Timed passes. Default: the table's.")
+]
+CSpaceOpt = Annotated[str, typer.Option("--space", help="Built-in space or .toml file.")]
+CSamplesOpt = Annotated[int, typer.Option("--samples", help="Random architectures.")]
+CSeedOpt = Annotated[int, typer.Option("--seed", help="Sampling seed (reproducible).")]
+CLutOpt = Annotated[
+    Path | None,
+    typer.Option("--lut", help="A lookup table of the same space: adds the lut predictor."),
+]
+CalibrationOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--calibration",
+        help="Peak MAC/s and bandwidth from `latprof env --calibrate --save FILE`. "
+        "Default: measured now.",
+    ),
+]
+PlotOpt = Annotated[
+    Path | None,
+    typer.Option("--plot", help="Write a predicted-vs-measured scatter (needs matplotlib)."),
+]
+DetailsOpt = Annotated[
+    Path | None,
+    typer.Option("--details", help="Write the per-architecture numbers (.csv/.json/...)."),
+]
+CBatchOpt = Annotated[int, typer.Option("--batch-size", help="Batch size.")]
+CWarmupOpt = Annotated[int, typer.Option("--warmup", help="Warm-up passes per arch.")]
+CTrialsOpt = Annotated[int, typer.Option("--trials", help="Timed passes per arch.")]
+
+
+def _load_table(path: Path, threads: int | None, allow: bool) -> Any:
+    """The table, with torch set to its thread count; refuses another machine unless allowed."""
+    from latprof.lut.table import LatencyTable, machine_differences
+
+    table = LatencyTable.load(path)
+    set_threads(threads if threads is not None else table.meta.get("threads") or None)
+    diffs = table.check_target(allow, threads=threads) + machine_differences(table.meta)
+    if diffs and not allow:
+        raise UsageError(
+            f"{path} was measured elsewhere ({'; '.join(diffs)}); rebuild it here or pass "
+            "--allow-mismatch"
+        )
+    for d in diffs:
+        typer.echo(f"latprof: warning: environment differs: {d}", err=True)
+    return table
+
+
+@command("arch")
+def arch_cmd(spec: ArchArg, fmt: ArchFormatOpt = None, out: ArchOutOpt = None) -> None:
+    """Print an architecture (one chosen op per slot) to edit and use with predict/validate."""
+    from latprof.space import arch as archmod
+
+    arch = archmod.load(spec)
+    blocks = archmod.resolve(arch, archmod.space_of(arch))
+    if out is not None:
+        from latprof.io.atomic import check_writable, write_text
+
+        kind = {".json": "json", ".toml": "toml"}.get(out.suffix)
+        if kind is None:
+            raise UsageError(f"-o {out}: write an architecture as .json or .toml")
+        check_writable(out)
+        write_text(out, arch.to_json() if kind == "json" else arch.to_toml())
+        wrote(out)
+        if fmt is None:
+            return
+    fmt = fmt or ("table" if sys.stdout.isatty() else "json")
+    if fmt in ("json", "toml"):
+        sys.stdout.write(arch.to_json() if fmt == "json" else arch.to_toml())
+        return
+    emit_rows(archmod.block_rows(blocks), fmt, f"{arch.name} (space {arch.space})")
+
+
+@command("predict")
+def predict_cmd(
+    target: TargetArg,
+    lut: LutOpt,
+    device: TargetDeviceOpt = None,
+    dtype: TargetDtypeOpt = None,
+    batch_size: TargetBatchOpt = None,
+    threads: ThreadsOpt = None,
+    allow_mismatch: AllowOpt = False,
+    measure_misses: MeasureOpt = False,
+    exact: ExactOpt = False,
+    fmt: FormatOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Predict latency as a sum of lookup-table entries, with a per-block breakdown."""
+    from latprof.lut.table import LatencyTable
+    from latprof.lut.validate import prediction_for
+
+    table = LatencyTable.load(lut)
+    table.check_target(
+        allow_mismatch, device=device, dtype=dtype, batch=batch_size, threads=threads
+    )
+    set_threads(int(threads or table.meta.get("threads") or 1))
+    on_miss = "measure" if measure_misses or exact else "report"
+    pred, network = prediction_for(table, target, on_miss, exact)  # type: ignore[arg-type]
+    if measure_misses and any(b.source == "measured-now" for b in pred.blocks):
+        table.save(lut)
+        typer.echo(f"latprof: added the entries measured now to {lut}", err=True)
+    write_rows(pred.rows(), fmt, out, f"{pred.name} on {lut.name}")
+    typer.echo(_predict_line(table, target, pred, network), err=not sys.stdout.isatty())
+    if pred.misses:
+        listed = "; ".join(pred.misses[:5]) + (" ..." if len(pred.misses) > 5 else "")
+        fail(
+            f"{len(pred.misses)} entries are not in {lut} ({listed}); the total leaves them "
+            "out. Add them with build-lut --resume or pass --measure-misses"
+        )
+
+
+def _predict_line(table: Any, target: str, pred: Any, network: Any) -> str:
+    """The summary line; for a MODEL, also how much of its measured time no leaf holds."""
+    from latprof.config import MeasureSettings
+    from latprof.lut.validate import is_model_target, measure_end_to_end
+
+    interpolated = sum(b.source == "interpolated" for b in pred.blocks)
+    line = (
+        f"predicted {pred.total_us:,.1f} µs for {pred.name}: {len(pred.blocks)} blocks, "
+        f"{interpolated} interpolated over mid width, {pred.macs / 1e6:,.1f} M MACs"
+    )
+    if not is_model_target(table, target) or pred.misses:
+        return line
+    measured, _ = measure_end_to_end(*network(), MeasureSettings.of_table(table.meta))
+    whole = float(getattr(measured, table.statistic))
+    gap = whole - pred.total_us
+    return line + (
+        f"; measured end to end {whole:,.1f} µs ({table.statistic}), so {gap:,.1f} µs "
+        f"({100 * gap / whole:.1f} %) is not in any leaf layer (residual adds, "
+        "concatenations, other tensor ops)"
+    )
+
+
+@command("validate")
+def validate_cmd(
+    lut: LutOpt,
+    targets: TargetsArg = None,
+    samples: SamplesOpt = 0,
+    seed: SeedOpt = 0,
+    warmup: VWarmupOpt = None,
+    trials: VTrialsOpt = None,
+    threads: ThreadsOpt = None,
+    allow_mismatch: AllowOpt = False,
+    exact: ExactOpt = False,
+    fmt: FormatOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Measure architectures end to end and compare with the table's prediction."""
+    from latprof.config import MeasureSettings
+    from latprof.lut import validate as val
+
+    if warmup is not None and warmup < 0:
+        raise UsageError("--warmup must be at least 0")
+    if trials is not None and trials < 1:
+        raise UsageError("--trials must be at least 1")
+    if samples < 0:
+        raise UsageError(f"--samples must be 0 or more, got {samples}")
+    table = _load_table(lut, threads, allow_mismatch)
+    chosen = [*(targets or []), *val.sampled_targets(table, samples, seed)]
+    settings = MeasureSettings.of_table(table.meta, warmup, trials)
+    view = ProgressView(f"validating {lut.name}", delay_s=0.0)
+    try:
+        rows = val.validate(
+            table, chosen or val.default_targets(table), settings,
+            "measure" if exact else "report",
+            progress=lambda d, t: view("trials, round-robin", d, t), exact=exact,
+        )  # fmt: skip
+    finally:
+        view.close()
+    if exact:
+        table.save(lut)
+        typer.echo(f"latprof: exact widths measured and added to {lut}", err=True)
+    write_rows(rows, fmt, out, f"LUT prediction vs measured, {lut.name}")
+    s = val.summary(rows)
+    if s:
+        m = table.meta
+        msg = (
+            f"median |error| {s['median_abs_error_pct']:.1f} %, max {s['max_abs_error_pct']:.1f} %"
+            f" over {s['n']} architectures (on the {table.statistic} of the passes; "
+            f"{m.get('device_name')}, batch {m.get('batch')}, {m.get('threads')} threads)"
+        )
+        console().print(msg) if sys.stdout.isatty() else typer.echo(msg, err=True)
+    missing = [r["arch"] for r in rows if r["misses"]]
+    if missing:
+        fail(
+            f"{len(missing)} architectures have entries missing from {lut} "
+            f"({', '.join(missing[:5])}); see `latprof predict ARCH --lut {lut}`"
+        )
+
+
+@command("compare")
+def compare_cmd(
+    space: CSpaceOpt = "mbv2",
+    samples: CSamplesOpt = 30,
+    seed: CSeedOpt = 0,
+    lut: CLutOpt = None,
+    calibration: CalibrationOpt = None,
+    plot: PlotOpt = None,
+    details: DetailsOpt = None,
+    device: DeviceOpt = "cpu",
+    batch_size: CBatchOpt = 1,
+    dtype: DtypeOpt = "float32",
+    threads: ThreadsOpt = None,
+    warmup: CWarmupOpt = 10,
+    trials: CTrialsOpt = 20,
+    allow_mismatch: AllowOpt = False,
+    fmt: FormatOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Rank random architectures by FLOPs, roofline, systolic model and LUT vs measured."""
+    import time
+
+    import torch
+
+    from latprof.config import MeasureSettings, ProfileConfig, parse_device
+    from latprof.measure.device import check_device
+    from latprof.predictors import compare as cmp
+
+    device = parse_device(device)
+    ProfileConfig(device=device, dtype=dtype, threads=threads, warmup=warmup, trials=trials)
+    check_device(device)
+    if samples < 2:
+        raise UsageError(f"--samples must be at least 2 to rank anything, got {samples}")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if plot is not None and plot.suffix != ".png":
+        raise UsageError(f"--plot {plot}: write a .png file")
+    the_space, table = cmp.space_and_table(
+        space, lut, allow_mismatch, device=device, batch=batch_size, dtype=dtype, threads=threads
+    )
+    set_threads(threads)
+    started = time.monotonic()
+    cal = cmp.calibration(calibration, device, dtype)
+    view = ProgressView(f"comparing on {the_space.name}", delay_s=0.0)
+    try:
+        result = cmp.compare(
+            the_space, cmp.sample_archs(the_space, samples, seed),
+            MeasureSettings(device=device, dtype=dtype, warmup=warmup, trials=trials),
+            batch_size, calibration=cal, table=table,
+            progress=lambda d, t: view("trials, round-robin", d, t),
+        )  # fmt: skip
+    finally:
+        view.close()
+    _compare_outputs(result, details, plot)
+    write_rows(result.metric_rows(), fmt, out, f"Predictors vs measured, {samples} archs")
+    typer.echo(
+        f"{samples} architectures of {the_space.name} measured in "
+        f"{time.monotonic() - started:.1f} s ({device}, batch {batch_size}, {dtype}, "
+        f"{torch.get_num_threads()} threads); calibration: "
+        f"{cal.peak_macs_per_s / 1e9:.1f} GMAC/s, {cal.bandwidth_bytes_per_s / 1e9:.1f} GB/s"
+        + ("" if table is not None else "; no --lut, so no lut predictor"),
+        err=True,
+    )
+
+
+def _compare_outputs(result: Any, details: Path | None, plot: Path | None) -> None:
+    from latprof.predictors import compare as cmp
+
+    if details is not None:
+        from latprof.io.export import write_rows as save
+
+        _, detail_fmt = resolve_formats(None, details)
+        detail_fmt = detail_fmt or "csv"
+        save(result.archs, details, "markdown" if detail_fmt == "table" else detail_fmt)
+        wrote(details)
+    if plot is not None:
+        cmp.plot(result, plot)
+        wrote(plot)
