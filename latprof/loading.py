@@ -94,7 +94,7 @@ def _from_torchvision(name: str) -> Any:
     except ImportError:
         raise ModelLoadError(
             f"torchvision:{name} needs torchvision, which is not installed; install a "
-            "torchvision that matches your torch (see README, 'torchvision models')"
+            "torchvision that matches your torch (see docs/cli.md, 'torchvision models')"
         ) from None
     try:
         return torchvision.models.get_model(name, weights=None)
