@@ -23,8 +23,11 @@ class ProfileConfig:
     warmup: int = 10
     trials: int = 20
     calibrate_bias: bool = True
+    allocator: str = "system"  # host allocator condition: system (untouched) or steady
 
     def __post_init__(self) -> None:
+        if self.allocator not in ("system", "steady"):
+            raise UsageError(f"--allocator {self.allocator!r} is unknown; use system or steady")
         object.__setattr__(self, "device", parse_device(self.device))
         if self.dtype not in DTYPES:
             raise UsageError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ from latprof.measure.clocks import Clock, clock_for
 from latprof.measure.device import DTYPES, check_device, eval_mode, place, prepare_model, threads
 from latprof.measure.hooks import (
     ROOT_NAME,
+    FaultProbe,
     ShapeProbe,
     find_leaves,
     is_scripted,
@@ -74,11 +76,16 @@ def profile(
     name: str = "model",
     clock: Clock | None = None,
     progress: Progress | None = None,
+    fault_counter: Callable[[], int] = allocator.minor_faults,
 ) -> Profile:
-    """Time every leaf layer of `model` on `args`/`kwargs`; the model is left as found."""
+    """Time every leaf layer of `model` on `args`/`kwargs`; the model is left as found.
+
+    The process is measured as it is (``config.allocator == "system"``, the default). With
+    ``"steady"`` glibc's mmap/trim thresholds are fixed first: that changes the allocator of
+    the whole process for the rest of its life (glibc cannot undo it)."""
     config = config or ProfileConfig()
     kwargs = kwargs or {}
-    allocator.steady()
+    allocator.apply(config.allocator)
     check_model(model)
     check_device(config.device)
     dtype = DTYPES[config.dtype]
@@ -113,6 +120,9 @@ def profile(
                     )
                 except Exception as exc:
                     raise ModelRunError(f"the model failed during the timed passes: {exc}") from exc
+                faults = FaultProbe([modules[i] for i in order], fault_counter)
+                with faults.attached():
+                    model(*args, **kwargs)
     layers = [
         LayerRecord(
             name=names[i],
@@ -123,6 +133,7 @@ def profile(
             output_shape=probe.output_shapes[i],
             samples_us=result.leaf_time_us[:, j].tolist(),
             call_samples=result.leaf_calls[:, j].tolist(),
+            page_faults=faults.faults[j],
         )
         for j, i in enumerate(order)
     ]

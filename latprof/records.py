@@ -39,6 +39,7 @@ class LayerRecord:
     output_shape: str
     samples_us: list[float]
     call_samples: list[int]
+    page_faults: int | None = None  # minor page faults in one separate instrumented pass
 
     @cached_property
     def stats(self) -> Stats:
@@ -77,6 +78,7 @@ class Profile:
     bias_us: float
     notices: list[Notice] = field(default_factory=list)
     calibration: Any = field(default=None, repr=False, compare=False)  # adds roofline columns
+    allocator_check: dict[str, Any] | None = None  # end-to-end under the other allocator
 
     def _matrix(self, attr: str) -> np.ndarray:
         trials = len(self.e2e_us)
@@ -170,6 +172,7 @@ class Profile:
                     "params": layer.params,
                     "input_shape": layer.input_shape,
                     "output_shape": layer.output_shape,
+                    "page_faults": layer.page_faults,
                 }
             )
         if self.calibration is not None:

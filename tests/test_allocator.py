@@ -1,15 +1,28 @@
-"""The steady allocator setting is applied once, recorded, and can be switched off."""
+"""The host allocator as an explicit condition: system (untouched) by default, steady on
+request, the other condition measured in a child process, and a notice when they differ."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from latprof import conditions
+from latprof.cli import app
+from latprof.config import ProfileConfig
+from latprof.errors import UsageError
+from latprof.measure import allocator
+from latprof.measure.hooks import FaultProbe
 
 REPO = Path(__file__).parent.parent
+GLIBC = allocator.glibc_version() is not None
 
 
 def run(code: str, **env: str) -> str:
@@ -24,19 +37,124 @@ def run(code: str, **env: str) -> str:
     return result.stdout.strip()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
-def test_profile_fixes_the_allocator_and_records_it() -> None:
-    code = (
-        "import torch; from latprof.profiler import profile; from latprof.config import "
-        "ProfileConfig; from latprof.measure import allocator; print(allocator.setting()); "
-        "p = profile(torch.nn.ReLU(), (torch.zeros(2),), config=ProfileConfig(warmup=1, "
-        "trials=2)); print(p.environment.allocator)"
-    )
-    before, recorded = run(code).splitlines()
-    assert before == "default"
-    assert recorded == "glibc mmap_threshold=33554432 trim_threshold=1073741824"
+PROFILE = (
+    "import torch; from latprof.profiler import profile; from latprof.config import "
+    "ProfileConfig; from latprof.measure import allocator; "
+    "p = profile(torch.nn.ReLU(), (torch.zeros(2),), config=ProfileConfig(warmup=1, "
+    "trials=2, allocator='{a}')); print(p.environment.allocator); print(allocator.setting())"
+)
+
+
+def test_profile_leaves_the_allocator_untouched_by_default() -> None:
+    recorded, after = run(PROFILE.format(a="system")).splitlines()
+    assert recorded == after == "default"
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc only")
+def test_steady_is_applied_only_on_request_and_recorded() -> None:
+    recorded, after = run(PROFILE.format(a="steady")).splitlines()
+    assert recorded == after == "glibc mmap_threshold=33554432 trim_threshold=1073741824"
 
 
 def test_opt_out_with_the_environment_variable() -> None:
     code = "from latprof.measure import allocator; print(allocator.steady())"
     assert run(code, LATPROF_ALLOCATOR="default") == "default (LATPROF_ALLOCATOR=default)"
+
+
+def test_unknown_condition_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="unknown; use system or steady"):
+        ProfileConfig(allocator="jemalloc")
+    result = CliRunner().invoke(app, ["profile", "zoo:cnn", "--allocator", "jemalloc"])
+    assert result.exit_code == 2
+    assert "--allocator 'jemalloc' is unknown" in result.stderr
+
+
+def test_steady_without_glibc_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(allocator, "glibc_version", lambda: None)
+    with pytest.raises(UsageError, match="needs glibc"):
+        allocator.check_condition("steady")
+    assert allocator.check_condition("system") == "system"
+    result = CliRunner().invoke(app, ["profile", "zoo:cnn", "--allocator", "steady"])
+    assert result.exit_code == 2
+    assert "not glibc (macOS, musl): use --allocator system" in result.stderr
+
+
+def test_child_environment_sets_or_clears_glibc_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1")
+    assert "MALLOC_MMAP_THRESHOLD_" not in allocator.child_env("system")
+    steady = allocator.child_env("steady")
+    assert steady["MALLOC_MMAP_THRESHOLD_"] == str(allocator.MMAP_THRESHOLD)
+    assert steady["MALLOC_TRIM_THRESHOLD_"] == str(allocator.TRIM_THRESHOLD)
+
+
+def run_of(condition: str, samples: list[float], faults: float) -> conditions.ConditionRun:
+    return conditions.ConditionRun(condition, "x", samples, faults)
+
+
+def test_notice_says_how_much_faster_steady_is_and_how_to_deploy_it() -> None:
+    system = run_of("system", [100.0, 101.0, 99.0, 100.0], 250.0)
+    steady = run_of("steady", [80.0, 81.0, 79.0, 80.0], 2.0)
+    check = conditions.check_dict(system, steady)
+    assert check["ratio_other_to_main"] == pytest.approx(0.8)
+    notice = conditions.notice_of(check)
+    assert notice is not None and notice.kind == "allocator"
+    assert "runs 20 % faster" in notice.message
+    assert "steady 2, system 250" in notice.message
+    assert "MALLOC_MMAP_THRESHOLD_=33554432" in notice.hint
+
+
+def test_notice_when_steady_is_slower_and_none_within_noise() -> None:
+    system = run_of("system", [100.0] * 4, 0.0)
+    slower = conditions.notice_of(conditions.check_dict(system, run_of("steady", [120.0] * 4, 0)))
+    assert slower is not None and "runs 20 % slower" in slower.message
+    same = conditions.check_dict(system, run_of("steady", [98.0, 99.0, 101.0, 100.0], 0))
+    assert conditions.notice_of(same) is None  # 1 % apart: below the 3 % floor
+
+
+def test_fault_probe_counts_faults_inside_each_leaf() -> None:
+    ticks = iter(range(0, 1000, 1))
+    counts = {"n": 0}
+
+    def counter() -> int:
+        return counts["n"]
+
+    class Costly(nn.Module):
+        def __init__(self, faults: int) -> None:
+            super().__init__()
+            self.faults = faults
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            counts["n"] += self.faults
+            return x
+
+    leaves = [Costly(3), Costly(5)]
+    probe = FaultProbe(leaves, counter)
+    with probe.attached():
+        for leaf in [leaves[0], leaves[1], leaves[0]]:
+            leaf(torch.zeros(1))
+    assert probe.faults == [6, 5]
+    assert next(ticks) == 0
+
+
+def test_profile_records_both_conditions_and_layer_faults(tmp_path: Path) -> None:
+    out = tmp_path / "p.json"
+    args = ["profile", "zoo:cnn", "--threads", "1", "--warmup", "1", "--trials", "4"]
+    result = CliRunner().invoke(app, [*args, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["config"]["allocator"] == "system"
+    check = data["allocator_check"]
+    assert (check["main"]["condition"], check["other"]["condition"]) == ("system", "steady")
+    assert check["other"]["setting"].startswith("glibc env MALLOC_MMAP_THRESHOLD_=")
+    assert len(check["main"]["samples_us"]) == len(check["other"]["samples_us"]) >= 12
+    assert all(isinstance(r["page_faults"], int) for r in data["layers"])
+    csv = CliRunner().invoke(app, ["report", str(out), "--format", "csv"]).stdout
+    assert csv.splitlines()[0].endswith(",allocator") and csv.splitlines()[1].endswith(",system")
+    md = CliRunner().invoke(app, ["report", str(out), "--format", "markdown"]).stdout
+    assert md.splitlines()[0].startswith("**zoo:cnn**") and "allocator system" in md
+
+
+def test_no_allocator_check_and_cuda_default_skip_the_child() -> None:
+    args = ["profile", "zoo:cnn", "--threads", "1", "--warmup", "1", "--trials", "2"]
+    result = CliRunner().invoke(app, [*args, "--no-allocator-check", "--format", "json"])
+    assert json.loads(result.stdout)["allocator_check"] is None

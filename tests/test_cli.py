@@ -29,7 +29,8 @@ def test_pipe_default_is_category_csv() -> None:
     result = invoke("profile", GOOD, *FAST)
     assert result.exit_code == 0, result.output
     df = pd.read_csv(io.StringIO(result.stdout))
-    assert list(df.columns) == ["category", "calls", "time_us", "share", "macs", "params", "layers"]
+    cols = ["category", "calls", "time_us", "share", "macs", "params", "layers", "allocator"]
+    assert list(df.columns) == cols and set(df["allocator"]) == {"system"}
     assert set(df["category"]) == {"Conv2d", "ReLU", "Flatten", "Linear", "(unattributed)"}
     assert df["share"].sum() == pytest.approx(1.0, abs=1e-3)
     conv = df.set_index("category").loc["Conv2d"]
@@ -92,7 +93,9 @@ def test_json_file_and_report_markdown(tmp_path: Path) -> None:
     assert data["kind"] == "profile" and data["summary"]["e2e_us"]["n"] == 3
     md = invoke("report", str(out), "--format", "markdown")
     assert md.exit_code == 0
-    assert md.stdout.startswith("| category | calls | time_us | share |")
+    header, table = md.stdout.split("\n\n", 1)
+    assert "allocator system" in header
+    assert table.startswith("| category | calls | time_us | share |")
 
 
 def test_table_format_renders_summary() -> None:

@@ -51,6 +51,22 @@ CalibrationOpt = Annotated[
         "roofline bound and fraction of it reached.",
     ),
 ]
+AllocatorOpt = Annotated[
+    str,
+    typer.Option(
+        "--allocator",
+        help="Host allocator condition: system (the process as you run it) or steady "
+        "(glibc's mmap/trim thresholds fixed, as lookup tables are built).",
+    ),
+]
+AllocatorCheckOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--allocator-check/--no-allocator-check",
+        help="Also time end-to-end passes under the other allocator condition (in a child "
+        "process, interleaved). Default: on for CPU, off for CUDA.",
+    ),
+]
 SavedFileArg = Annotated[
     Path,
     typer.Argument(
@@ -95,14 +111,22 @@ def profile_cmd(
     out: OutOpt = None,
     top: TopOpt = 10,
     calibration: CalibrationOpt = None,
+    allocator: AllocatorOpt = "system",
+    allocator_check: AllocatorCheckOpt = None,
 ) -> None:
     """Time every leaf layer of MODEL; aggregate per layer category."""
     from latprof.config import ProfileConfig, parse_shape
+    from latprof.measure.allocator import check_condition
 
     check_by(by)
     shapes = [parse_shape(s) for s in input_shape or []]
     config = ProfileConfig(
-        device=device, dtype=dtype, threads=threads, warmup=warmup, trials=trials
+        device=device,
+        dtype=dtype,
+        threads=threads,
+        warmup=warmup,
+        trials=trials,
+        allocator=check_condition(allocator),
     )
     if batch_size is not None and batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
@@ -125,7 +149,23 @@ def profile_cmd(
     finally:
         view.close()
     prof.calibration = cal
+    if allocator_check if allocator_check is not None else config.device == "cpu":
+        _allocator_check(prof, loaded, model, shapes, batch_size, config)
     emit_profile(prof, stdout_fmt, file_fmt, out, by, top)
+
+
+def _allocator_check(
+    prof: Any, loaded: Any, model: str, shapes: list, batch_size: int | None, config: Any
+) -> None:
+    from latprof import conditions
+
+    request = {"model": model, "shapes": shapes, "batch_size": batch_size}
+    prof.allocator_check = conditions.measure_both(
+        loaded.module, loaded.args, loaded.kwargs, request, config
+    )
+    notice = conditions.notice_of(prof.allocator_check)
+    if notice is not None:
+        prof.notices.append(notice)
 
 
 def _calibration(path: Path, config: Any) -> Any:

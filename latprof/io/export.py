@@ -48,7 +48,20 @@ def profile_text(prof: Any, fmt: str, by: str) -> str:
     from latprof.render import text
 
     rows = prof.layer_rows() if by == "layer" else prof.category_rows()
-    return text.to_csv(rows) if fmt == "csv" else text.to_markdown(rows)
+    allocator = prof.config.allocator
+    if fmt == "csv":
+        return text.to_csv([{**r, "allocator": allocator} for r in rows])
+    return f"{markdown_header(prof)}\n\n{text.to_markdown(rows)}"
+
+
+def markdown_header(prof: Any) -> str:
+    """The Markdown report's header line: what was measured, under which conditions."""
+    c, e = prof.config, prof.environment
+    return (
+        f"**{prof.model}** input {', '.join(prof.input_shapes)} · {c.device} ({e.device_name})"
+        f" · {c.dtype} · {e.intra_op_threads} thread(s) · allocator {c.allocator}"
+        f" · warm-up {c.warmup}, trials {c.trials}"
+    )
 
 
 def write_profile(prof: Any, path: Path, fmt: str, by: str, top: int) -> None:

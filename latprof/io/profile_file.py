@@ -43,6 +43,7 @@ LAYER_SCHEMA = pa.schema(
         ("time_us_iqr", pa.float64()),
         ("n", pa.int64()),
         ("outliers", pa.int64()),
+        ("page_faults", pa.int64()),
     ]
 )
 _STORED = (
@@ -69,6 +70,7 @@ def _meta(p: Profile) -> dict[str, Any]:
         "hooked_us": p.hooked_us,
         "bias_us": p.bias_us,
         "notices": [n.to_dict() for n in p.notices],
+        "allocator_check": p.allocator_check,
     }
 
 
@@ -97,6 +99,7 @@ def _from_parts(meta: dict[str, Any], rows: list[dict[str, Any]], source: str) -
                 output_shape=r["output_shape"],
                 samples_us=[float(x) for x in r["samples_us"]],
                 call_samples=[int(x) for x in r["call_samples"]],
+                page_faults=None if r.get("page_faults") is None else int(r["page_faults"]),
             )
             for r in rows
         ]
@@ -110,6 +113,7 @@ def _from_parts(meta: dict[str, Any], rows: list[dict[str, Any]], source: str) -
             hooked_us=[float(x) for x in meta["hooked_us"]],
             bias_us=float(meta["bias_us"]),
             notices=[Notice(**n) for n in meta.get("notices", [])],
+            allocator_check=meta.get("allocator_check"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise FileFormatError(f"{source} is not a valid latprof profile (missing {exc})") from exc
@@ -188,6 +192,8 @@ def load(path: Path) -> Profile:
         return _from_parts(data, data.get("layers", []), str(path))
     if path.suffix == ".parquet":
         meta = read_parquet_meta(path)
-        rows = pq.read_table(path, columns=list(_STORED)).to_pylist()
+        present = set(pq.read_schema(path).names)
+        columns = [c for c in (*_STORED, "page_faults") if c in present]  # older files: none
+        rows = pq.read_table(path, columns=columns).to_pylist()
         return _from_parts(meta, rows, str(path))
     raise FileFormatError(f"{path}: unknown extension {path.suffix!r}; expected .parquet or .json")

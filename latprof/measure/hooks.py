@@ -6,7 +6,7 @@ Everything is undone in `finally`: hooks removed (registered with `with_kwargs=T
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,6 +172,31 @@ class ShapeProbe:
             self.last_finished = self.names[index]
             if not self.output_shapes[index]:
                 self.output_shapes[index] = shape_of(out)
+
+        return pre, post
+
+    @contextmanager
+    def attached(self) -> Iterator[None]:
+        with hooked([(m, *self._hooks(i)) for i, m in enumerate(self.leaves)]):
+            yield
+
+
+class FaultProbe:
+    """One pass that counts the page faults inside each leaf (summed over its calls), read
+    from `counter` (e.g. allocator.minor_faults) before and after every call."""
+
+    def __init__(self, leaves: list[nn.Module], counter: Callable[[], int]) -> None:
+        self.leaves = leaves
+        self.counter = counter
+        self.faults = [0] * len(leaves)
+        self._start: list[int] = []
+
+    def _hooks(self, index: int) -> tuple[Any, Any]:
+        def pre(_module: nn.Module, _args: Any, _kwargs: Any) -> None:
+            self._start.append(self.counter())
+
+        def post(_module: nn.Module, _args: Any, _kwargs: Any, _out: Any) -> None:
+            self.faults[index] += self.counter() - self._start.pop()
 
         return pre, post
 

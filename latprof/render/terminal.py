@@ -40,7 +40,8 @@ def header(p: Profile) -> Text:
     return Text.assemble(
         (p.model, "bold"),
         f"  input {', '.join(p.input_shapes)}  ·  {c.device} ({e.device_name})"
-        f"  ·  {c.dtype}  ·  {threads}  ·  warm-up {c.warmup}, trials {c.trials}",
+        f"  ·  {c.dtype}  ·  {threads}  ·  allocator {c.allocator}"
+        f"  ·  warm-up {c.warmup}, trials {c.trials}",
     )
 
 
@@ -132,6 +133,28 @@ def summary_line(p: Profile) -> Text:
         ("timer overhead ", "bold"),
         f"{s.overhead_per_call_us:.2f} µs/call "
         f"({us(s.overhead_us)} µs/pass; bias {s.bias_us:.2f} µs/call subtracted)",
+        allocator_line(p),
+    )
+
+
+def allocator_line(p: Profile) -> str:
+    """Both allocator conditions' end-to-end medians and faults, when they were measured."""
+    check = p.allocator_check
+    if not check:
+        return ""
+    parts = [
+        f"{r['condition']} {us(r['median_us'])} µs ({r['faults_per_pass']:.0f} faults/pass)"
+        for r in (check["main"], check["other"])
+    ]
+    ratio = check.get("ratio_other_to_main")
+    return (
+        "\nallocator check (plain passes, medians): "
+        + " vs ".join(parts)
+        + (
+            f", {check['other']['condition']}/{check['main']['condition']} {ratio:.3f}"
+            if ratio
+            else ""
+        )
     )
 
 
