@@ -37,3 +37,7 @@ class SpaceError(LatprofError):
 
 class LookupMissError(LatprofError):
     """A lookup table has no entry for some keys."""
+
+
+class LatprofWarning(UserWarning):
+    """Something the user should know, raised with warnings.warn by the library."""

@@ -10,6 +10,7 @@ import functools
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from latprof.errors import LatprofError
+from latprof.errors import LatprofError, LatprofWarning
 
 app = typer.Typer(
     name="latprof",
@@ -59,15 +60,18 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def say(message: str, err: bool = True) -> None:
-    typer.echo(message, err=err)
+def warn(message: str) -> None:
+    typer.echo(f"latprof: warning: {message}", err=True)
 
 
 @contextmanager
 def errors_as_messages() -> Iterator[None]:
-    """One-line errors and an exit code instead of tracebacks (unless --debug)."""
+    """One-line errors and an exit code instead of tracebacks (unless --debug). The
+    library's LatprofWarnings are silenced: commands print the ones that matter themselves."""
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LatprofWarning)
+            yield
     except LatprofError as exc:
         if STATE["debug"]:
             raise

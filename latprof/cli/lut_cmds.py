@@ -97,6 +97,15 @@ ContextOpt = Annotated[
         "entries by themselves, round-robin (faster, less faithful; layer tables).",
     ),
 ]
+SelfCheckOpt = Annotated[
+    int,
+    typer.Option(
+        "--self-check",
+        help="After the build, measure K random architectures of the space end to end and "
+        "store the table's errors on them in its metadata (layer tables: their models). "
+        "0 skips it.",
+    ),
+]
 StatisticOpt = Annotated[
     str,
     typer.Option(
@@ -126,6 +135,7 @@ def build_lut_cmd(
     dry_run: DryRunOpt = False,
     context: ContextOpt = None,
     statistic: StatisticOpt = "p10",
+    self_check: SelfCheckOpt = 10,
 ) -> None:
     """Measure every candidate op of a search space (or every leaf layer of some models)."""
     from latprof.config import ProfileConfig, parse_device
@@ -145,8 +155,11 @@ def build_lut_cmd(
         statistic=statistic, shard=shard,
     )  # fmt: skip
     out = out or plan.default_output()
+    if self_check < 0:
+        raise UsageError(f"--self-check must be 0 or more, got {self_check}")
+    self_check = 0 if plan.shard or "-archs" in plan.label else self_check
     if dry_run:
-        typer.echo("\n".join(_dry_run_lines(plan, out)))
+        typer.echo("\n".join(_dry_run_lines(plan, out, self_check)))
         return
     if out.suffix != ".parquet":
         raise UsageError(f"-o {out}: lookup tables are Parquet files; use a .parquet name")
@@ -155,6 +168,22 @@ def build_lut_cmd(
     out.parent.mkdir(parents=True, exist_ok=True)
     check_writable(out)
     _build(plan, out, resume, remeasure_noisy)
+    if self_check:
+        _self_check(out, self_check)
+
+
+def _self_check(out: Path, k: int) -> None:
+    from latprof.lut import selfcheck
+    from latprof.lut.table import LatencyTable, describe
+
+    table = LatencyTable.load(out)
+    view = ProgressView(f"self-check of {out.name}", delay_s=0.0)
+    try:
+        selfcheck.run(table, k, progress=lambda d, t: view("trials, round-robin", d, t))
+    finally:
+        view.close()
+    table.save(out)
+    typer.echo(describe(table.meta["self_check"]))
 
 
 def _build(plan: Any, out: Path, resume: bool, remeasure_noisy: bool) -> None:
@@ -196,7 +225,7 @@ def _build(plan: Any, out: Path, resume: bool, remeasure_noisy: bool) -> None:
     typer.echo("\n".join(lines))
 
 
-def _dry_run_lines(plan: Any, out: Path) -> list[str]:
+def _dry_run_lines(plan: Any, out: Path, self_check: int) -> list[str]:
     """Count entries; estimate the build time by measuring a few sample entries for real."""
     from latprof.lut.build import estimate_build
     from latprof.lut.jobs import ELEMENT_WEIGHT
@@ -209,7 +238,7 @@ def _dry_run_lines(plan: Any, out: Path) -> list[str]:
         f"{len(jobs)} entries, {len(todo)} to measure ({len(jobs) - len(todo)} already in {out})"
     ]
     if todo and plan.slots is not None:
-        return lines + _network_estimate(todo, plan)
+        return lines + _network_estimate(todo, plan, self_check)
     if not todo:
         return lines
     est = estimate_build(todo, settings)
@@ -234,12 +263,14 @@ def _dry_run_lines(plan: Any, out: Path) -> list[str]:
     ]
 
 
-def _network_estimate(todo: list[Any], plan: Any) -> list[str]:
+def _network_estimate(todo: list[Any], plan: Any, self_check: int) -> list[str]:
     from latprof.lut import in_network
     from latprof.measure.clocks import clock_for
 
     s = plan.settings
     count, seconds, sampled = in_network.estimate(todo, plan.slots, s, clock_for(s.device))
+    check_s = self_check * seconds / max(count, 1)  # a random arch ~ one context network
+    seconds += check_s
     total = f"{seconds:.2f}" if seconds < 10 else f"{seconds:.1f}"
     return [
         f"estimated build time: {total} s (an estimate; the command's start-up and the "
@@ -247,7 +278,8 @@ def _network_estimate(todo: list[Any], plan: Any) -> list[str]:
         f"  how: the entries go into {count} context networks (one entry per slot); "
         f"measured {min(3, count)} of them for real (warm-up {s.warmup} alone + "
         f"{in_network.NETWORK_WARMUP} in the network, trials {s.trials}) in "
-        f"{sampled:.2f} s and scaled by the number of networks.",
+        f"{sampled:.2f} s and scaled by the number of networks; the self-check of "
+        f"{self_check} random architectures adds about {check_s:.1f} s.",
     ]
 
 
@@ -291,16 +323,20 @@ def report_lut(path: Path, by: str, fmt: str | None, out: Path | None) -> None:
 
             write_rows(rows, out, file_fmt)
         wrote(out)
+    from latprof.lut.table import describe
+
+    check = describe(table.meta.get("self_check"))
     if stdout_fmt == "table":
         m = table.meta
         console().print(
             f"[bold]{path}[/bold]  {m.get('space') or 'models'}  ·  "
             f"{m.get('device_name')}  ·  batch {m.get('batch')}  ·  {m.get('dtype')}"
-            f"  ·  {len(table)} entries"
+            f"  ·  {len(table)} entries\n{check}"
         )
         brief = ("key", "time_us_median", "time_us_iqr", "macs", "status")
         shown = rows if by == "category" else [{k: r[k] for k in brief} for r in rows]
         emit_rows(shown, "table", "Lookup table")
     elif stdout_fmt is not None:
         emit_rows(rows, stdout_fmt, "Lookup table")
+        typer.echo(check, err=True)
     sys.stdout.flush()

@@ -19,6 +19,7 @@ from latprof.cli.app import (
     console,
     fail,
     set_threads,
+    warn,
 )
 from latprof.cli.output import emit_rows, resolve_formats, write_rows, wrote
 from latprof.errors import UsageError
@@ -173,13 +174,16 @@ def predict_cmd(
     out: OutOpt = None,
 ) -> None:
     """Predict latency as a sum of lookup-table entries, with a per-block breakdown."""
-    from latprof.lut.table import LatencyTable
+    from latprof.lut.table import LatencyTable, trust_problem
     from latprof.lut.validate import prediction_for
 
     table = LatencyTable.load(lut)
     table.check_target(
         allow_mismatch, device=device, dtype=dtype, batch=batch_size, threads=threads
     )
+    problem = trust_problem(table.meta)
+    if problem:
+        warn(problem)
     set_threads(int(threads or table.meta.get("threads") or 1))
     on_miss = "measure" if measure_misses or exact else "report"
     pred, network = prediction_for(table, target, on_miss, exact)  # type: ignore[arg-type]
@@ -258,13 +262,16 @@ def validate_cmd(
         table.save(lut)
         typer.echo(f"latprof: exact widths measured and added to {lut}", err=True)
     write_rows(rows, fmt, out, f"LUT prediction vs measured, {lut.name}")
-    s = val.summary(rows)
-    if s:
-        m = table.meta
+    m = table.meta
+    for population, s in val.summaries(rows).items():
+        if not s:
+            continue
+        tau = "n/a" if s["kendall_tau"] != s["kendall_tau"] else f"{s['kendall_tau']:.2f}"
         msg = (
-            f"median |error| {s['median_abs_error_pct']:.1f} %, max {s['max_abs_error_pct']:.1f} %"
-            f" over {s['n']} architectures (on the {table.statistic} of the passes; "
-            f"{m.get('device_name')}, batch {m.get('batch')}, {m.get('threads')} threads)"
+            f"{population}: median |error| {s['median_abs_error_pct']:.1f} %, max "
+            f"{s['max_abs_error_pct']:.1f} %, Kendall τ {tau} over {s['n']} architectures (on "
+            f"the {table.statistic} of the passes; {m.get('device_name')}, batch "
+            f"{m.get('batch')}, {m.get('threads')} threads)"
         )
         console().print(msg) if sys.stdout.isatty() else typer.echo(msg, err=True)
     missing = [r["arch"] for r in rows if r["misses"]]

@@ -7,6 +7,7 @@ Rows are entries (a block of a search space, or a model's leaf layer, at an inpu
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from latprof.errors import FileFormatError, LookupMissError, UsageError
+from latprof.errors import FileFormatError, LatprofWarning, LookupMissError, UsageError
 from latprof.io.atomic import write_with
 from latprof.io.profile_file import META_KEY, read_parquet_meta
 
@@ -147,6 +148,9 @@ class LatencyTable:
         table = cls(meta)
         for row in rows:
             table.rows[row["key"]] = {c: row.get(c) for c in COLUMNS}
+        problem = trust_problem(meta)
+        if problem:
+            warnings.warn(f"{path}: {problem}", LatprofWarning, stacklevel=2)
         return table
 
     # ------------------------------------------------------------------ checks
@@ -270,6 +274,46 @@ def this_machine(meta: dict[str, Any]) -> dict[str, Any]:
 
     env = capture(meta.get("device") or "cpu").to_dict()
     return {"device_name": env["device_name"], "torch": env["torch"]}
+
+
+POOR_MEDIAN_PCT = 3.0
+POOR_MAX_PCT = 8.0
+"""A table whose self-check exceeds either figure gets a warning when loaded or used."""
+
+
+def describe(check: dict[str, Any] | None) -> str:
+    """One line: what the self-check found (or that there is none)."""
+    if not check:
+        return "no self-check"
+    if not check.get("k"):
+        return f"self-check: no {check.get('population')} architecture could be predicted"
+    tau = check.get("kendall_tau")
+    seed = f", seed {check['seed']}" if check.get("seed") is not None else ""
+    return (
+        f"self-check: median |error| {check['median_abs_error_pct']:.1f} %, max "
+        f"{check['max_abs_error_pct']:.1f} %, Kendall τ {'n/a' if tau is None else f'{tau:.2f}'}"
+        f" over {check['k']} {check['population']} architectures{seed}"
+    )
+
+
+def trust_problem(meta: dict[str, Any]) -> str | None:
+    """Why a table's sums should not be trusted blindly, or None."""
+    check = meta.get("self_check")
+    if not check:
+        return (
+            "this table carries no self-check (built before latprof had one, or with "
+            "--no-self-check): run `latprof validate --lut TABLE --samples 20` before "
+            "trusting its sums"
+        )
+    if not check.get("k"):
+        return describe(check)
+    median, worst = check["median_abs_error_pct"], check["max_abs_error_pct"]
+    if median > POOR_MEDIAN_PCT or worst > POOR_MAX_PCT:
+        return (
+            f"this table's {describe(check)} exceeds {POOR_MEDIAN_PCT:g} % / "
+            f"{POOR_MAX_PCT:g} % (median / max): treat its sums with care"
+        )
+    return None
 
 
 def merge(tables: list[tuple[str, LatencyTable]]) -> LatencyTable:

@@ -188,16 +188,40 @@ def validate(
         networks.append(network())
     measured = measure_many(networks, settings, progress=progress)
     return [
-        row(p.name, p, stats, macs, table.statistic)
-        for p, (stats, macs) in zip(preds, measured, strict=True)
+        {**row(p.name, p, stats, macs, table.statistic), "population": population_of(t)}
+        for t, p, (stats, macs) in zip(targets, preds, measured, strict=True)
     ]
 
 
+def population_of(target: str | archmod.Arch) -> str:
+    """zoo (a paper arch), random (sampled), model, or file (an arch file)."""
+    if isinstance(target, archmod.Arch):
+        return "random" if target.name.startswith("sample-") else "given"
+    if target.startswith("zoo:tfnas"):
+        return "zoo"
+    return "file" if target.endswith((".json", ".toml")) else "model"
+
+
 def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Median and max |error| in percent over the rows that have a prediction."""
-    errs = sorted(abs(r["error_pct"]) for r in rows if r["error_pct"] is not None)
+    """Median and max |error| in percent, and Kendall τ, over the rows with a prediction."""
+    from latprof.rank_metrics import kendall_tau
+
+    ok = [r for r in rows if r["error_pct"] is not None]
+    errs = sorted(abs(r["error_pct"]) for r in ok)
     if not errs:
         return {}
     mid = len(errs) // 2
     median = errs[mid] if len(errs) % 2 else (errs[mid - 1] + errs[mid]) / 2
-    return {"median_abs_error_pct": median, "max_abs_error_pct": errs[-1], "n": len(errs)}
+    tau = kendall_tau([r["predicted_us"] for r in ok], [r["measured_us"] for r in ok])
+    return {
+        "median_abs_error_pct": median,
+        "max_abs_error_pct": errs[-1],
+        "kendall_tau": tau,
+        "n": len(errs),
+    }
+
+
+def summaries(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """`summary` per population (zoo, random, ...), in the order they first appear."""
+    names = list(dict.fromkeys(r.get("population", "all") for r in rows))
+    return {n: summary([r for r in rows if r.get("population", "all") == n]) for n in names}

@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Protocol
 
-from latprof.predictors import flops_model, metrics, roofline, systolic
+from latprof import rank_metrics as metrics
+from latprof.predictors import flops_model, roofline, systolic
 from latprof.predictors.layer_info import LayerInfo, LayerKind, describe, kind_of
 
 __all__ = [

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from latprof import rank_metrics as metrics
 from latprof.errors import UsageError
 from latprof.lut.measurement import Tick
-from latprof.predictors import describe, make, metrics
+from latprof.predictors import describe, make
 from latprof.space import arch as archmod
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 from latprof.predictors.layer_info import LayerInfo
-from latprof.predictors.metrics import fit_scale as _fit
+from latprof.rank_metrics import fit_scale as _fit
 
 __all__ = ["fit_scale", "predict"]
 

@@ -1,0 +1,63 @@
+"""Every table knows how far to trust it: a self-check at the end of a build measures K random
+architectures of the space end to end (held out from any fit) and stores the errors of the
+table's predictions in its metadata (`self_check`).
+
+The self-check samples with SELF_CHECK_SEED; the correction fit (lut/correction.py) with
+FIT_SEED. Neither seed is used to evaluate accuracy: bench/accuracy_bench.py uses its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from latprof.config import MeasureSettings
+from latprof.lut import validate as val
+from latprof.lut.table import LatencyTable
+from latprof.rank_metrics import kendall_tau
+
+SELF_CHECK_SEED = 7301
+SELF_CHECK_ARCHS = 10
+
+
+def run(
+    table: LatencyTable,
+    k: int = SELF_CHECK_ARCHS,
+    seed: int = SELF_CHECK_SEED,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Measure K random archs of the table's space (or, for a layer table, its models) end
+    to end; their errors become `table.meta["self_check"]`, which is also returned."""
+    if table.meta.get("source") == "models":
+        targets: list[Any] = list(table.meta.get("models") or [])
+        population = "models"
+    else:
+        targets = val.sampled_targets(table, k, seed)
+        population = "random"
+    settings = MeasureSettings.of_table(table.meta)
+    rows = val.validate(table, targets, settings, "report", progress=progress)
+    check = summarize_rows(rows, population, seed if population == "random" else None)
+    table.meta["self_check"] = check
+    return check
+
+
+def summarize_rows(rows: list[dict[str, Any]], population: str, seed: int | None) -> dict:
+    """median/max |error| %, Kendall τ and the archs of validation rows."""
+    ok = [r for r in rows if r["error_pct"] is not None]
+    errors = sorted(abs(r["error_pct"]) for r in ok)
+    n = len(errors)
+    median = (errors[n // 2] + errors[(n - 1) // 2]) / 2 if n else None
+    tau = kendall_tau([r["predicted_us"] for r in ok], [r["measured_us"] for r in ok])
+    return {
+        "population": population,
+        "k": n,
+        "missed": len(rows) - n,
+        "seed": seed,
+        "median_abs_error_pct": median,
+        "max_abs_error_pct": errors[-1] if n else None,
+        "kendall_tau": None if tau != tau else tau,
+        "archs": [
+            {"arch": r["arch"], "predicted_us": r["predicted_us"], "measured_us": r["measured_us"]}
+            for r in rows
+        ],
+    }
