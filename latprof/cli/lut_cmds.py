@@ -106,6 +106,15 @@ SelfCheckOpt = Annotated[
         "0 skips it.",
     ),
 ]
+FitOpt = Annotated[
+    int,
+    typer.Option(
+        "--fit",
+        help="After the build, measure K random architectures end to end and fit "
+        "latency = a·Σentries + b·blocks + c (stored in the table; predict, validate, "
+        "compare and expected latency use it; the raw sum stays beside it). 0: no fit.",
+    ),
+]
 StatisticOpt = Annotated[
     str,
     typer.Option(
@@ -136,6 +145,7 @@ def build_lut_cmd(
     context: ContextOpt = None,
     statistic: StatisticOpt = "p10",
     self_check: SelfCheckOpt = 10,
+    fit: FitOpt = 20,
 ) -> None:
     """Measure every candidate op of a search space (or every leaf layer of some models)."""
     from latprof.config import ProfileConfig, parse_device
@@ -155,11 +165,14 @@ def build_lut_cmd(
         statistic=statistic, shard=shard,
     )  # fmt: skip
     out = out or plan.default_output()
-    if self_check < 0:
-        raise UsageError(f"--self-check must be 0 or more, got {self_check}")
-    self_check = 0 if plan.shard or "-archs" in plan.label else self_check
+    for name, value in (("--self-check", self_check), ("--fit", fit)):
+        if value < 0:
+            raise UsageError(f"{name} must be 0 or more, got {value}")
+    whole_space = not plan.shard and "-archs" not in plan.label
+    self_check = self_check if whole_space else 0
+    fit = fit if whole_space and plan.meta["source"] == "space" else 0
     if dry_run:
-        typer.echo("\n".join(_dry_run_lines(plan, out, self_check)))
+        typer.echo("\n".join(_dry_run_lines(plan, out, self_check + fit)))
         return
     if out.suffix != ".parquet":
         raise UsageError(f"-o {out}: lookup tables are Parquet files; use a .parquet name")
@@ -168,22 +181,28 @@ def build_lut_cmd(
     out.parent.mkdir(parents=True, exist_ok=True)
     check_writable(out)
     _build(plan, out, resume, remeasure_noisy)
-    if self_check:
-        _self_check(out, self_check)
+    if fit or self_check:
+        _check(out, fit, self_check)
 
 
-def _self_check(out: Path, k: int) -> None:
-    from latprof.lut import selfcheck
+def _check(out: Path, fit: int, self_check: int) -> None:
+    """The correction fit, then the self-check on other archs; both saved in the table."""
+    from latprof.lut import correction, selfcheck
     from latprof.lut.table import LatencyTable, describe
 
     table = LatencyTable.load(out)
-    view = ProgressView(f"self-check of {out.name}", delay_s=0.0)
+    view = ProgressView(f"checking {out.name}", delay_s=0.0)
     try:
-        selfcheck.run(table, k, progress=lambda d, t: view("trials, round-robin", d, t))
+        if fit:
+            c = correction.fit_table(table, fit, progress=lambda d, t: view("fit", d, t))
+            table.save(out)
+            typer.echo(correction.describe(c))
+        if self_check:
+            selfcheck.run(table, self_check, progress=lambda d, t: view("self-check", d, t))
+            table.save(out)
+            typer.echo(describe(table.meta["self_check"]))
     finally:
         view.close()
-    table.save(out)
-    typer.echo(describe(table.meta["self_check"]))
 
 
 def _build(plan: Any, out: Path, resume: bool, remeasure_noisy: bool) -> None:
@@ -278,8 +297,8 @@ def _network_estimate(todo: list[Any], plan: Any, self_check: int) -> list[str]:
         f"  how: the entries go into {count} context networks (one entry per slot); "
         f"measured {min(3, count)} of them for real (warm-up {s.warmup} alone + "
         f"{in_network.NETWORK_WARMUP} in the network, trials {s.trials}) in "
-        f"{sampled:.2f} s and scaled by the number of networks; the self-check of "
-        f"{self_check} random architectures adds about {check_s:.1f} s.",
+        f"{sampled:.2f} s and scaled by the number of networks; the fit and self-check "
+        f"({self_check} random architectures) add about {check_s:.1f} s.",
     ]
 
 

@@ -206,9 +206,12 @@ def _predict_line(table: Any, target: str, pred: Any, network: Any) -> str:
     from latprof.lut.validate import is_model_target, measure_end_to_end
 
     interpolated = sum(b.source == "interpolated" for b in pred.blocks)
+    corrected = pred.correction is not None and not pred.misses
+    how = f" (sum of entries {pred.sum_us:,.1f} µs, corrected by the table's fit)"
     line = (
-        f"predicted {pred.total_us:,.1f} µs for {pred.name}: {len(pred.blocks)} blocks, "
-        f"{interpolated} interpolated over mid width, {pred.macs / 1e6:,.1f} M MACs"
+        f"predicted {pred.total_us:,.1f} µs for {pred.name}{how if corrected else ''}: "
+        f"{len(pred.blocks)} blocks, {interpolated} interpolated over mid width, "
+        f"{pred.macs / 1e6:,.1f} M MACs"
     )
     if not is_model_target(table, target) or pred.misses:
         return line

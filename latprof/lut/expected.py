@@ -52,6 +52,7 @@ class LatencyModel:
         step = int(table.meta.get("width_step") or 1)
         batch, dtype = int(table.meta["batch"]), str(table.meta["dtype"])
         self.space = space
+        self.correction = table.meta.get("correction")
         self.choices: dict[str, list[Entry]] = {}
         self.times: dict[str, Tensor] = {}
         self.macs: dict[str, Tensor] = {}
@@ -130,7 +131,9 @@ class LatencyModel:
         of: str = "time",
     ) -> Tensor:
         """E[latency] in µs as a float64 scalar with gradients w.r.t. alpha (and depth);
-        ``of="macs"`` gives E[MACs] the same way."""
+        ``of="macs"`` gives E[MACs] the same way, ``of="sum"`` the raw E[Σ entries]. When
+        the table carries a fitted correction a·Σ + b·blocks + c, E[latency] is
+        a·E[Σ] + b·E[blocks] + c (E[blocks] = Σ_slots P(kept)), still differentiable."""
         unknown = sorted(set(alpha) - set(self.choices))
         if unknown:
             raise UsageError(f"alpha for unknown slot {unknown[0]!r}")
@@ -140,9 +143,9 @@ class LatencyModel:
                 raise UsageError(f"depth logits for {bad[0]!r}, which has no depth choice")
         keep = self.keep_probabilities(depth)
         total = torch.zeros((), dtype=torch.float64)
-        values = {"time": self.times, "macs": self.macs}.get(of)
+        values = {"time": self.times, "sum": self.times, "macs": self.macs}.get(of)
         if values is None:
-            raise UsageError(f"expected value of {of!r}: use 'time' or 'macs'")
+            raise UsageError(f"expected value of {of!r}: use 'time', 'sum' or 'macs'")
         for name, times in values.items():
             logits = alpha.get(name)
             if logits is None:
@@ -153,6 +156,10 @@ class LatencyModel:
                 self._check(name, logits, len(times), "alpha")
                 slot_time = torch.softmax(logits.to(torch.float64), dim=0) @ times
             total = total + keep[name] * slot_time
+        if of == "time" and self.correction is not None:
+            a, b, c = self.correction["coef"]
+            blocks = sum(keep.values(), torch.zeros((), dtype=torch.float64))
+            return a * total + b * blocks + c
         return total
 
     @staticmethod

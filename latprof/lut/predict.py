@@ -37,17 +37,27 @@ class Prediction:
     name: str
     blocks: list[BlockTime]
     misses: list[str] = field(default_factory=list)
+    correction: dict[str, Any] | None = None  # the table's fitted correction, if any
+
+    @property
+    def sum_us(self) -> float:
+        """The raw sum of the entries found."""
+        return sum(b.time_us for b in self.blocks if b.time_us is not None)
 
     @property
     def total_us(self) -> float:
-        return sum(b.time_us for b in self.blocks if b.time_us is not None)
+        """The prediction: the sum, corrected when the table carries a correction."""
+        if self.correction is None or self.misses:
+            return self.sum_us
+        a, b, c = self.correction["coef"]
+        return a * self.sum_us + b * len(self.blocks) + c
 
     @property
     def macs(self) -> float:
         return sum(b.macs or 0.0 for b in self.blocks)
 
     def rows(self) -> list[dict[str, Any]]:
-        total = self.total_us
+        total = self.sum_us
         return [
             {
                 "block": b.slot,
@@ -144,7 +154,7 @@ def predict_arch(
             source = "measured-now"
         blocks.append(BlockTime(slot, key, t, source, macs))
     _raise_misses(misses, on_miss, arch.name)
-    return Prediction(arch.name, blocks, misses)
+    return Prediction(arch.name, blocks, misses, table.meta.get("correction"))
 
 
 def predict(

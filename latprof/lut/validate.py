@@ -90,6 +90,7 @@ def row(
     """One validation row. `measured_us` is the `statistic` of the passes (the one the table
     predicts); error_pct is (predicted - measured) / measured in percent."""
     predicted = pred.total_us if not pred.misses else None
+    raw = pred.sum_us if not pred.misses else None
     measured = float(getattr(stats, statistic))
     err = None if predicted is None else 100.0 * (predicted - measured) / measured
     return {
@@ -100,6 +101,8 @@ def row(
         "measured_iqr_us": stats.iqr,
         "predicted_us": predicted,
         "error_pct": err,
+        "sum_us": raw,
+        "sum_error_pct": None if raw is None else 100.0 * (raw - measured) / measured,
         "unattributed_us": None if predicted is None else measured - predicted,
         "macs": macs,
         "blocks": len(pred.blocks),

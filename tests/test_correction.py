@@ -1,0 +1,64 @@
+"""The table's fitted correction: exact on synthetic data, used by predict and by expected
+latency (still differentiable), with the raw sum kept beside it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latprof import expected_latency, latency_model, predict
+from latprof.lut import correction
+from tests.test_reuse import K3_16, arch, fake_table, tiny_space
+
+
+def test_fit_recovers_an_exact_linear_law_and_its_loo_errors_are_zero() -> None:
+    sums = [100.0, 200.0, 300.0, 150.0, 260.0]
+    blocks = [3, 5, 4, 6, 2]
+    measured = [0.9 * s + 2.5 * b + 7.0 for s, b in zip(sums, blocks, strict=True)]
+    c = correction.fit(sums, blocks, measured)
+    assert c["coef"] == pytest.approx([0.9, 2.5, 7.0])
+    assert c["loo_max_abs_error_pct"] == pytest.approx(0.0, abs=1e-9)
+    raw = sorted(abs(s - m) / m * 100 for s, m in zip(sums, measured, strict=True))
+    assert c["raw_median_abs_error_pct"] == pytest.approx(raw[2])
+    assert c["raw_max_abs_error_pct"] == pytest.approx(raw[-1])
+    assert correction.apply(c, 400.0, 3) == pytest.approx(0.9 * 400 + 7.5 + 7.0)
+
+
+def test_loo_error_is_the_error_on_the_left_out_arch() -> None:
+    # y = x exactly except the last point, 10 % high: leaving it out predicts it as x
+    sums, blocks = [100.0, 200.0, 300.0, 400.0], [1, 2, 3, 5]
+    measured = [100.0, 200.0, 300.0, 440.0]
+    c = correction.fit(sums, blocks, measured)
+    assert c["loo_max_abs_error_pct"] >= 9.0  # the outlier is not predicted from the others
+
+
+def with_correction(coef: list[float]):
+    table = fake_table()
+    table.meta["correction"] = {"features": list(correction.FEATURES), "coef": coef}
+    return table
+
+
+def test_prediction_is_corrected_and_keeps_the_raw_sum() -> None:
+    raw = predict(fake_table(), arch(K3_16), space=tiny_space())
+    pred = predict(with_correction([0.5, 10.0, 3.0]), arch(K3_16), space=tiny_space())
+    assert pred.sum_us == raw.total_us == raw.sum_us
+    assert pred.total_us == pytest.approx(0.5 * raw.sum_us + 10.0 * len(pred.blocks) + 3.0)
+    assert sum(r["time_us"] for r in pred.rows()) == pytest.approx(pred.sum_us)
+
+
+def test_expected_latency_applies_the_correction_and_stays_differentiable() -> None:
+    a, b, c = 0.5, 10.0, 3.0
+    table = with_correction([a, b, c])
+    model = latency_model(table, tiny_space())
+    alpha = model.init_alpha()
+    depth = model.init_depth()  # body: depth 1 or 2, so body.1 is kept with p = 1/2
+    raw = model.expected(alpha, depth, of="sum")
+    blocks = 3 + 0.5  # stem, body.0, pool_fc always; body.1 half the time
+    e = expected_latency(table, alpha, depth, space=tiny_space())
+    assert e.item() == pytest.approx(a * raw.item() + b * blocks + c)
+    e.backward()
+    times = torch.tensor([20.0, 30, 40, 50, 60, 70], dtype=torch.float64)
+    assert torch.allclose(alpha["body.0"].grad, a * (times - 45) / 6)
+    # d/d depth logits: E changes by (a · E[t(body.1)] + b) per unit of P(kept)
+    assert depth["body"].grad is not None
+    assert depth["body"].grad[1].item() == pytest.approx((a * 45 + b) * 0.25)
