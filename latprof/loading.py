@@ -12,7 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from latprof.errors import ModelLoadError, UsageError
+from latprof.errors import ModelLoadError, UsageError, is_out_of_memory, out_of_memory
 
 FACTORY = "build_model"
 
@@ -45,6 +45,22 @@ def load_model(
         shapes, example = [(1, 3, 224, 224)], None
     else:
         module, shapes, example = _from_file(spec)
+    try:
+        args, kwargs = _inputs(spec, input_shapes, shapes, example, batch_size)
+    except (MemoryError, RuntimeError) as exc:
+        if is_out_of_memory(exc):
+            raise out_of_memory(exc, f"making the inputs of {spec}") from exc
+        raise
+    return LoadedModel(spec, module, args, kwargs)
+
+
+def _inputs(
+    spec: str,
+    input_shapes: Sequence[tuple[int, ...]] | None,
+    shapes: list[tuple[int, ...]] | None,
+    example: Any,
+    batch_size: int | None,
+) -> tuple[tuple, dict[str, Any]]:
     import torch
 
     if input_shapes:
@@ -62,7 +78,7 @@ def load_model(
     if batch_size is not None:
         args = tuple(_rebatch(a, batch_size) for a in args)
         kwargs = {k: _rebatch(v, batch_size) for k, v in kwargs.items()}
-    return LoadedModel(spec, module, args, kwargs)
+    return args, kwargs
 
 
 def _rebatch(value: Any, batch: int) -> Any:
