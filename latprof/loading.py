@@ -153,12 +153,22 @@ def _where(exc: BaseException, path: Path) -> str:
     return f"{path}:{line}" if line else str(path)
 
 
-def _from_file(spec: str) -> tuple[Any, list[tuple[int, ...]] | None, Any]:
+def split_file_spec(spec: str) -> tuple[Path, str]:
+    """'path/model.py[:NAME]' -> (path, NAME or ''); a ':' not followed by an identifier
+    is part of the path."""
     text, sep, name = spec.rpartition(":")
     if not sep or not name.isidentifier():
         text, name = spec, ""
-    path = Path(text)
-    if not path.exists():
+    return Path(text), name
+
+
+def _from_file(spec: str) -> tuple[Any, list[tuple[int, ...]] | None, Any]:
+    path, name = split_file_spec(spec)
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):  # a NUL byte, a name too long for the file system
+        exists = False
+    if not exists:
         raise ModelLoadError(
             f"model file {path} does not exist; give a path to a .py file, zoo:NAME "
             "(see `latprof zoo`) or torchvision:NAME"
