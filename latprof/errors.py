@@ -41,3 +41,21 @@ class LookupMissError(LatprofError):
 
 class LatprofWarning(UserWarning):
     """Something the user should know, raised with warnings.warn by the library."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` says memory ran out: MemoryError, torch's OutOfMemoryError (CUDA), or
+    the RuntimeError of torch's CPU allocator ("not enough memory")."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "not enough memory" in text or "out of memory" in text
+    )
+
+
+def out_of_memory(exc: BaseException, during: str) -> ModelRunError:
+    """The one-line error for running out of memory `during` something."""
+    lines = str(exc).strip().splitlines()
+    detail = f" ({lines[0][:200]})" if lines else ""
+    return ModelRunError(f"out of memory {during}{detail}; lower --batch-size (or the input shape)")

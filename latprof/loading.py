@@ -12,7 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from latprof.errors import ModelLoadError, UsageError
+from latprof.errors import ModelLoadError, UsageError, is_out_of_memory, out_of_memory
 
 FACTORY = "build_model"
 
@@ -45,6 +45,22 @@ def load_model(
         shapes, example = [(1, 3, 224, 224)], None
     else:
         module, shapes, example = _from_file(spec)
+    try:
+        args, kwargs = _inputs(spec, input_shapes, shapes, example, batch_size)
+    except (MemoryError, RuntimeError) as exc:
+        if is_out_of_memory(exc):
+            raise out_of_memory(exc, f"making the inputs of {spec}") from exc
+        raise
+    return LoadedModel(spec, module, args, kwargs)
+
+
+def _inputs(
+    spec: str,
+    input_shapes: Sequence[tuple[int, ...]] | None,
+    shapes: list[tuple[int, ...]] | None,
+    example: Any,
+    batch_size: int | None,
+) -> tuple[tuple, dict[str, Any]]:
     import torch
 
     if input_shapes:
@@ -62,7 +78,7 @@ def load_model(
     if batch_size is not None:
         args = tuple(_rebatch(a, batch_size) for a in args)
         kwargs = {k: _rebatch(v, batch_size) for k, v in kwargs.items()}
-    return LoadedModel(spec, module, args, kwargs)
+    return args, kwargs
 
 
 def _rebatch(value: Any, batch: int) -> Any:
@@ -137,12 +153,22 @@ def _where(exc: BaseException, path: Path) -> str:
     return f"{path}:{line}" if line else str(path)
 
 
-def _from_file(spec: str) -> tuple[Any, list[tuple[int, ...]] | None, Any]:
+def split_file_spec(spec: str) -> tuple[Path, str]:
+    """'path/model.py[:NAME]' -> (path, NAME or ''); a ':' not followed by an identifier
+    is part of the path."""
     text, sep, name = spec.rpartition(":")
     if not sep or not name.isidentifier():
         text, name = spec, ""
-    path = Path(text)
-    if not path.exists():
+    return Path(text), name
+
+
+def _from_file(spec: str) -> tuple[Any, list[tuple[int, ...]] | None, Any]:
+    path, name = split_file_spec(spec)
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):  # a NUL byte, a name too long for the file system
+        exists = False
+    if not exists:
         raise ModelLoadError(
             f"model file {path} does not exist; give a path to a .py file, zoo:NAME "
             "(see `latprof zoo`) or torchvision:NAME"

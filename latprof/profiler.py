@@ -10,7 +10,7 @@ from torch import nn
 
 from latprof import env as envmod
 from latprof.config import ProfileConfig
-from latprof.errors import ModelRunError, UsageError
+from latprof.errors import ModelRunError, UsageError, is_out_of_memory, out_of_memory
 from latprof.macs import count_layer_costs
 from latprof.measure import allocator
 from latprof.measure.clocks import Clock, clock_for
@@ -51,6 +51,8 @@ def _run_probe(
         with probe.attached():
             model(*args, **kwargs)
     except Exception as exc:  # the user's forward may raise anything
+        if is_out_of_memory(exc):
+            raise out_of_memory(exc, "in the model's forward") from exc
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if probe.failed:
             name, shape = probe.failed
@@ -90,9 +92,16 @@ def profile(
     check_device(config.device)
     dtype = DTYPES[config.dtype]
     with threads(config.threads):
-        model = prepare_model(model, config.device, dtype)
-        args = place(tuple(args), config.device, dtype)
-        kwargs = place(kwargs, config.device, dtype)
+        try:
+            model = prepare_model(model, config.device, dtype)
+            args = place(tuple(args), config.device, dtype)
+            kwargs = place(kwargs, config.device, dtype)
+        except (MemoryError, RuntimeError) as exc:
+            if is_out_of_memory(exc):
+                raise out_of_memory(
+                    exc, f"placing the model and inputs on {config.device}"
+                ) from exc
+            raise
         all_leaves = find_leaves(model)
         names = [n for n, _ in all_leaves]
         modules = [m for _, m in all_leaves]
@@ -119,6 +128,8 @@ def profile(
                         progress,
                     )
                 except Exception as exc:
+                    if is_out_of_memory(exc):
+                        raise out_of_memory(exc, "during the timed passes") from exc
                     raise ModelRunError(f"the model failed during the timed passes: {exc}") from exc
                 faults = FaultProbe([modules[i] for i in order], fault_counter)
                 with faults.attached():

@@ -206,7 +206,9 @@ def test_subprocess_exit_code_and_debug_traceback() -> None:
         "zoo:NAME (see `latprof zoo`) or torchvision:NAME"
     ]
     debug = subprocess.run([*cmd[:3], "--debug", *cmd[3:]], capture_output=True, text=True)
-    assert debug.returncode != 0 and "Traceback" in debug.stderr
+    # --debug adds the traceback; the exit code and the message stay
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1] == plain.stderr.strip()
 
 
 def test_help_does_not_import_torch() -> None:

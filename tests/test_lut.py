@@ -116,8 +116,14 @@ def test_shards_partition_and_merge(tmp_path: Path) -> None:
     merged = merge(parts)
     assert set(merged.rows) == {j.key for j in jobs}
     assert "shard" not in merged.meta
+    with pytest.raises(UsageError, match="shard 0 of 3 is given twice"):
+        merge([*parts, ("copy.parquet", parts[0][1])])
+    with pytest.raises(UsageError, match="shard 2 of 3 is missing"):
+        merge(parts[:2])
+    whole = [(n, LatencyTable({k: v for k, v in t.meta.items() if k != "shard"}, t.rows))
+             for n, t in parts]  # fmt: skip
     with pytest.raises(UsageError, match="conflicting key"):
-        merge([parts[0], ("copy.parquet", parts[0][1])])
+        merge([whole[0], ("copy.parquet", whole[0][1])])
     odd = LatencyTable({**META, "dtype": "bfloat16"})
     with pytest.raises(UsageError, match=r"environments differ .*dtype"):
         merge([parts[0], ("odd.parquet", odd)])

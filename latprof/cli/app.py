@@ -10,6 +10,7 @@ import functools
 import os
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,8 +74,8 @@ def errors_as_messages() -> Iterator[None]:
             warnings.simplefilter("ignore", LatprofWarning)
             yield
     except LatprofError as exc:
-        if STATE["debug"]:
-            raise
+        if STATE["debug"]:  # the traceback, then the same message and exit code as without
+            traceback.print_exc(file=sys.stderr)
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("latprof: interrupted", err=True)

@@ -85,7 +85,9 @@ ShardOpt = Annotated[
 DryRunOpt = Annotated[
     bool,
     typer.Option(
-        "--dry-run", help="Print the number of entries and a time estimate; measure nothing."
+        "--dry-run",
+        help="Print the number of entries and a time estimate (from timing a few sample "
+        "entries); write no table.",
     ),
 ]
 ContextOpt = Annotated[
@@ -218,11 +220,16 @@ def _build(plan: Any, out: Path, resume: bool, remeasure_noisy: bool) -> None:
         )  # fmt: skip
     except KeyboardInterrupt:
         view.close()
-        typer.echo(
-            f"latprof: interrupted; entries measured so far are saved in {out}. "
-            "Continue with the same command plus --resume.",
-            err=True,
-        )
+        if out.exists():
+            said = (
+                f"entries measured so far are saved in {out}. "
+                "Continue with the same command plus --resume."
+            )
+        else:
+            said = (
+                f"nothing was saved yet ({out} was not written). Start again with the same command."
+            )
+        typer.echo(f"latprof: interrupted; {said}", err=True)
         raise typer.Exit(130) from None
     finally:
         view.close()
@@ -306,12 +313,27 @@ def _network_estimate(todo: list[Any], plan: Any, self_check: int) -> list[str]:
 def merge_cmd(
     tables: Annotated[list[Path], typer.Argument(help="Shard tables to merge.")],
     out: Annotated[Path, typer.Option("--output", "-o", help="The merged .parquet file.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace -o if it exists (never one of the tables being merged)."
+        ),
+    ] = False,
 ) -> None:
-    """Merge shard tables into one; refuses mismatched environments or conflicting keys."""
+    """Merge shard tables into one; refuses mismatched environments, conflicting keys and
+    incomplete sets of shards."""
+    from latprof.io.atomic import check_writable, is_same_file
     from latprof.lut.table import LatencyTable, merge
 
     if out.suffix != ".parquet":
         raise UsageError(f"-o {out}: lookup tables are Parquet files; use a .parquet name")
+    check_writable(out)
+    if any(is_same_file(out, p) for p in tables):
+        raise UsageError(f"-o {out} is one of the inputs; merge into a new file")
+    if out.exists() and not force:
+        raise UsageError(
+            f"-o {out} already exists; pass --force to replace it, or choose another -o"
+        )
     merged = merge([(str(p), LatencyTable.load(p)) for p in tables])
     merged.save(out)
     typer.echo(f"wrote {out}: {len(merged)} entries from {len(tables)} tables")

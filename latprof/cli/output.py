@@ -27,7 +27,9 @@ def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def resolve_formats(fmt: str | None, out: Path | None) -> tuple[str | None, str | None]:
+def resolve_formats(
+    fmt: str | None, out: Path | None, option: str = "-o"
+) -> tuple[str | None, str | None]:
     """(stdout format or None, file format or None), validated before any measuring."""
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r} is unknown; use one of {', '.join(FORMATS)}")
@@ -41,10 +43,10 @@ def resolve_formats(fmt: str | None, out: Path | None) -> tuple[str | None, str 
     file_fmt = fmt or EXTENSIONS.get(out.suffix.lower())
     if file_fmt is None:
         raise UsageError(
-            f"-o {out}: unknown extension {out.suffix or '(none)'!r}; use .csv, .json, .md or "
-            ".parquet, or name the format with --format"
+            f"{option} {out}: unknown extension {out.suffix or '(none)'!r}; use .csv, .json, "
+            ".md or .parquet, or name the format with --format"
         )
-    check_writable(out)
+    check_writable(out, option)
     return ("table" if stdout_is_terminal() else None), file_fmt
 
 

@@ -237,7 +237,7 @@ def env_cmd(
     if save is not None:
         from latprof.io.atomic import check_writable
 
-        check_writable(save)
+        check_writable(save, "--save")
     set_threads(threads)
     check_device(dev)
     data = environment_rows(dev, dtype if calibrate else None, save)

@@ -177,6 +177,7 @@ def predict_cmd(
     from latprof.lut.table import LatencyTable, trust_problem
     from latprof.lut.validate import prediction_for
 
+    resolve_formats(fmt, out)  # a bad -o fails before any measuring
     table = LatencyTable.load(lut)
     table.check_target(
         allow_mismatch, device=device, dtype=dtype, batch=batch_size, threads=threads
@@ -249,6 +250,7 @@ def validate_cmd(
         raise UsageError("--trials must be at least 1")
     if samples < 0:
         raise UsageError(f"--samples must be 0 or more, got {samples}")
+    resolve_formats(fmt, out)  # a bad -o fails before any measuring
     table = _load_table(lut, threads, allow_mismatch)
     chosen = [*(targets or []), *val.sampled_targets(table, samples, seed)]
     settings = MeasureSettings.of_table(table.meta, warmup, trials)
@@ -322,6 +324,7 @@ def compare_cmd(
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     if plot is not None and plot.suffix != ".png":
         raise UsageError(f"--plot {plot}: write a .png file")
+    _check_outputs(fmt, out, details, plot)
     the_space, table = cmp.space_and_table(
         space, lut, allow_mismatch, device=device, batch=batch_size, dtype=dtype, threads=threads
     )
@@ -350,13 +353,26 @@ def compare_cmd(
     )
 
 
+def _check_outputs(
+    fmt: str | None, out: Path | None, details: Path | None, plot: Path | None
+) -> None:
+    """Every file compare writes, checked before its minutes of measuring."""
+    from latprof.io.atomic import check_writable
+
+    resolve_formats(fmt, out)
+    if details is not None:
+        resolve_formats(None, details, "--details")
+    if plot is not None:
+        check_writable(plot, "--plot")
+
+
 def _compare_outputs(result: Any, details: Path | None, plot: Path | None) -> None:
     from latprof.predictors import compare as cmp
 
     if details is not None:
         from latprof.io.export import write_rows as save
 
-        _, detail_fmt = resolve_formats(None, details)
+        _, detail_fmt = resolve_formats(None, details, "--details")
         detail_fmt = detail_fmt or "csv"
         save(result.archs, details, "markdown" if detail_fmt == "table" else detail_fmt)
         wrote(details)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,25 +12,54 @@ from pathlib import Path
 from latprof.errors import UsageError
 
 
-def check_writable(path: Path) -> None:
-    """Fail early, before any measuring, when `path` cannot be written."""
+def check_writable(path: Path, option: str = "-o") -> None:
+    """Fail early, before any measuring, when `path` (given as `option`) cannot be written."""
+    path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
-        raise UsageError(f"-o {path} is a directory; give a file name such as {path}/profile.csv")
+        raise UsageError(
+            f"{option} {path} is a directory; give a file name such as {path}/profile.csv"
+        )
     if not folder.is_dir():
-        raise UsageError(f"-o {path}: folder {folder} does not exist; create it first")
+        raise UsageError(f"{option} {path}: folder {folder} does not exist; create it first")
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UsageError(f"-o {path}: no permission to write there; pick another path")
+        raise UsageError(f"{option} {path}: no permission to write there; pick another path")
+
+
+def is_same_file(a: Path, b: Path) -> bool:
+    """Whether `a` and `b` are one existing file (by device and inode, so links count)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist
+        return False
+
+
+def new_file_mode(path: Path) -> int:
+    """The mode a replacement of `path` gets: the existing file's, or 0666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path; on success it replaces `path`, on failure it is removed."""
+    """Yield a temporary path; on success it replaces `path`, on failure it is removed.
+
+    The file gets the mode of the file it replaces, or (a new file) 0666 less the umask,
+    as open() would give it."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # say which file the user asked for, not the temporary name
+        check_writable(path, "writing")
+        raise UsageError(f"{path}: cannot write there ({exc.strerror})") from None
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, new_file_mode(path))  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -254,7 +254,7 @@ def check_target(meta: dict[str, Any], allow_mismatch: bool = False, **target: A
         raise UsageError(
             "the lookup table was measured in another environment ("
             + "; ".join(diffs)
-            + "); rebuild it for this target or allow the mismatch explicitly"
+            + "); rebuild it for this target or pass --allow-mismatch"
         )
     return diffs
 
@@ -317,19 +317,22 @@ def trust_problem(meta: dict[str, Any]) -> str | None:
 
 
 def merge(tables: list[tuple[str, LatencyTable]]) -> LatencyTable:
-    """Union of shard tables; refuses mismatched environments or conflicting keys."""
+    """Union of shard tables; refuses mismatched environments, conflicting keys and sets of
+    shards that are not every shard of one split exactly once."""
     if not tables:
         raise UsageError("merge needs at least one table")
     first_name, first = tables[0]
     meta = {k: v for k, v in first.meta.items() if k != "shard"}
     out = LatencyTable(meta)
-    owner: dict[str, str] = {}
     for name, table in tables:
         diffs = first.differences(table.meta)
         if diffs:
             raise UsageError(
                 f"cannot merge {name} with {first_name}: environments differ ({'; '.join(diffs)})"
             )
+    check_shards(tables)
+    owner: dict[str, str] = {}
+    for name, table in tables:
         for key, row in table.rows.items():
             if key in owner:
                 raise UsageError(
@@ -339,6 +342,62 @@ def merge(tables: list[tuple[str, LatencyTable]]) -> LatencyTable:
             owner[key] = name
             out.rows[key] = row
     return out
+
+
+def shard_of(name: str, table: LatencyTable) -> tuple[int, int] | None:
+    """A table's `shard: [I, N]` metadata (None for a whole table)."""
+    shard = table.meta.get("shard")
+    if shard is None:
+        return None
+    ok = (
+        isinstance(shard, list)
+        and len(shard) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+        and 0 <= shard[0] < shard[1]
+    )
+    if not ok:
+        raise FileFormatError(f"{name}: malformed shard metadata {shard!r} (expected [I, N])")
+    return shard[0], shard[1]
+
+
+def check_shards(tables: list[tuple[str, LatencyTable]]) -> None:
+    """Shard tables must be every shard 0..N-1 of one split, each once; whole tables (no
+    shard metadata) are merged as they are, but not mixed with shards."""
+    shards = [(name, shard_of(name, t)) for name, t in tables]
+    sharded = [(name, s) for name, s in shards if s is not None]
+    if not sharded:
+        return
+    whole = [name for name, s in shards if s is None]
+    if whole:
+        raise UsageError(
+            f"{whole[0]} is not a shard (no shard metadata) but {sharded[0][0]} is shard "
+            f"{sharded[0][1][0]} of {sharded[0][1][1]}; merge either all shards of one build "
+            "or whole tables"
+        )
+    counts = sorted({s[1] for _, s in sharded})
+    if len(counts) > 1:
+        listed = ", ".join(f"{name} is shard {s[0]} of {s[1]}" for name, s in sharded)
+        raise UsageError(f"the shards come from different splits ({listed}); merge one split")
+    n = counts[0]
+    seen = [s[0] for _, s in sharded]
+    missing = [i for i in range(n) if i not in seen]
+    twice = sorted({i for i in seen if seen.count(i) > 1})
+    problems = []
+    if missing:
+        problems.append(_shard_list(missing, n, "is missing", "are missing"))
+    if twice:
+        problems.append(_shard_list(twice, n, "is given twice", "are given more than once"))
+    if problems:
+        raise UsageError(
+            f"not one table per shard: {'; '.join(problems)}; merge every shard 0..{n - 1} "
+            f"of {n} exactly once (build the missing ones with build-lut --shard I/{n})"
+        )
+
+
+def _shard_list(indexes: list[int], n: int, one: str, several: str) -> str:
+    if len(indexes) == 1:
+        return f"shard {indexes[0]} of {n} {one}"
+    return f"shards {', '.join(map(str, indexes))} of {n} {several}"
 
 
 REPORT_COLUMNS = (

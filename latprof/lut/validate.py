@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from latprof.config import MeasureSettings
-from latprof.errors import UsageError
+from latprof.errors import UsageError, is_out_of_memory, out_of_memory
 from latprof.lut.predict import OnMiss, Prediction, predict_arch, predict_model
 from latprof.lut.table import LatencyTable
 from latprof.macs import count_layer_costs
@@ -142,10 +142,27 @@ def prediction_for(
     return pred, network
 
 
+SAFE_MODEL_PREFIXES = ("zoo:", "torchvision:")
+"""MODEL specs a table may name that build a model without running a file's code."""
+
+
 def default_targets(table: LatencyTable) -> list[str]:
-    """Every zoo arch of the table's space, or the models a layer table was built from."""
+    """Every zoo arch of the table's space, or the models a layer table was built from.
+
+    A table is data and must never cause code execution: of the models a layer table
+    names, only built-in ones (zoo:, torchvision:) are used without being asked; model
+    files (.py) run only when the user names them."""
     if table.meta.get("source") == "models":
-        return list(table.meta.get("models") or [])
+        models = [str(m) for m in table.meta.get("models") or []]
+        files = [m for m in models if not m.startswith(SAFE_MODEL_PREFIXES)]
+        if files or not models:
+            listed = ", ".join(models) or "none recorded"
+            raise UsageError(
+                f"the table was built from these models: {listed}; name the ones to validate "
+                "(e.g. `latprof validate --lut TABLE model.py`): a table never runs model "
+                "files by itself"
+            )
+        return models
     from latprof.space.paper_archs import PAPER_ARCHS
 
     space = table.meta.get("space")
@@ -189,7 +206,12 @@ def validate(
         pred, network = prediction_for(table, target, on_miss, exact)
         preds.append(pred)
         networks.append(network())
-    measured = measure_many(networks, settings, progress=progress)
+    try:
+        measured = measure_many(networks, settings, progress=progress)
+    except (MemoryError, RuntimeError) as exc:
+        if is_out_of_memory(exc):
+            raise out_of_memory(exc, "measuring the networks") from exc
+        raise
     return [
         {**row(p.name, p, stats, macs, table.statistic), "population": population_of(t)}
         for t, p, (stats, macs) in zip(targets, preds, measured, strict=True)

@@ -22,13 +22,25 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+INTEGER_COLUMNS = frozenset({"macs"})
+"""Columns of counts kept as floats in memory (NaN or None where unknown) and written as
+integers: `38633472`, `0`, empty where unknown."""
+
+
+def column_cell(column: str, value: Any) -> str:
+    """`cell`, except that counts (INTEGER_COLUMNS) are whole numbers."""
+    if column in INTEGER_COLUMNS and isinstance(value, float) and math.isfinite(value):
+        return str(round(value))
+    return cell(value)
+
+
 def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     columns = list(columns or (rows[0].keys() if rows else []))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([cell(row.get(c)) for c in columns])
+        writer.writerow([column_cell(c, row.get(c)) for c in columns])
     return out.getvalue()
 
 
@@ -37,7 +49,9 @@ def to_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = 
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
     for row in rows:
         lines.append(
-            "| " + " | ".join(cell(row.get(c)).replace("|", "\\|") for c in columns) + " |"
+            "| "
+            + " | ".join(column_cell(c, row.get(c)).replace("|", "\\|") for c in columns)
+            + " |"
         )
     return "\n".join(lines) + "\n"
 

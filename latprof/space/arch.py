@@ -397,7 +397,12 @@ def load_file(path: Path) -> Arch:
     """An arch from a .json or .toml file."""
     if not path.exists():
         raise UsageError(f"{path} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not a text file (byte {exc.start} is not UTF-8)") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it ({exc.strerror})") from None
     if path.suffix == ".json":
         try:
             data = json.loads(text)

@@ -86,6 +86,8 @@ def _toml_error(exc: Exception) -> str:
 
 def space_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> SearchSpace:
     """Build and validate a space from parsed TOML (a dict of the file's tables)."""
+    if not isinstance(data, Mapping):
+        raise SpaceError(f"{source}: a space is a table of name, input and [[stage]] tables")
     _no_unknown(data, TOP_FIELDS, source)
     name = _str(data, "name", source, required=True)
     if not name.strip():
@@ -366,7 +368,20 @@ def _no_unknown(table: Mapping[str, Any], known: tuple[str, ...], where: str) ->
 
 
 def _inline(table: Mapping[str, Any]) -> str:
-    return "{" + ", ".join(f"{k} = {_value(v)}" for k, v in table.items()) + "}"
+    """An inline TOML table; nested tables and values TOML cannot hold (in messages about
+    a user's input) are shown too, never raised on."""
+    return "{" + ", ".join(f"{k} = {_shown(v)}" for k, v in table.items()) + "}"
+
+
+def _shown(v: Any) -> str:
+    if isinstance(v, Mapping):
+        return _inline(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_shown(x) for x in v) + "]"
+    try:
+        return _value(v)
+    except TypeError:
+        return repr(v)
 
 
 # --- dumping --------------------------------------------------------------------------------
