@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from latprof.stats import aggregate_categories, outlier_mask, summarize
 
@@ -86,3 +87,26 @@ def test_noisy_is_strictly_above_ten_percent() -> None:
     assert summarize([100.0, 100.0, 100.0, 111.0, 111.0]).noisy is True  # 11%
     assert summarize([0.0, 0.0, 0.0, 5.0]).noisy is False  # median 0: never noisy
     assert summarize([5.0]).noisy is False  # one sample
+
+
+def test_no_samples_summarize_to_nan_not_zero() -> None:
+    s = summarize([])
+    values = (s.mean, s.median, s.std, s.min, s.max, s.iqr, s.p10)
+    assert all(math.isnan(v) for v in values)
+    assert (s.n, s.outliers, s.noisy) == (0, 0, False)
+    assert outlier_mask([]).tolist() == []
+
+
+def test_category_aggregation_refuses_columns_of_other_lengths() -> None:
+    times = np.ones((2, 2))
+    calls = np.ones((2, 2), dtype=int)
+    with pytest.raises(ValueError, match="zip"):
+        aggregate_categories(["A", "A"], times, calls, [1.0], [0, 0])  # one MAC count short
+    with pytest.raises(ValueError, match="zip"):
+        aggregate_categories(["A", "A"], times, calls, [1.0, 1.0], [0])  # one params short
+
+
+def test_two_samples_have_a_spread() -> None:
+    s = summarize([1.0, 3.0])
+    assert s.std == math.sqrt(2.0)  # ddof = 1: (1 + 1) / 1
+    assert (s.mean, s.median, s.iqr, s.p10) == (2.0, 2.0, 1.0, 1.2)
