@@ -110,3 +110,12 @@ def test_two_samples_have_a_spread() -> None:
     s = summarize([1.0, 3.0])
     assert s.std == math.sqrt(2.0)  # ddof = 1: (1 + 1) / 1
     assert (s.mean, s.median, s.iqr, s.p10) == (2.0, 2.0, 1.0, 1.2)
+
+
+def test_outlier_mask_is_boolean_one_per_sample_and_strictly_above_14_8() -> None:
+    for x in ([], [5.0], [5.0, 5.0, 5.0, 9.0], [10.0, 10.5, 9.5, 10.0, 60.0]):
+        mask = outlier_mask(x)
+        assert mask.dtype == bool and mask.shape == (len(x),)
+    # median 100, MAD 5: 174 is exactly 74 / 5 = 14.8 MADs away, not above: no outlier
+    assert not outlier_mask([100.0, 100.0, 105.0, 95.0, 174.0]).any()
+    assert outlier_mask([100.0, 100.0, 105.0, 95.0, 175.0]).tolist()[-1]
