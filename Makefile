@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_FILE := $(VENV)/.torch
 
-.PHONY: install demo test lint bench clean FORCE
+.PHONY: install demo test lint bench mutation clean FORCE
 
 install: $(STAMP)
 
@@ -39,7 +39,17 @@ test: lint
 bench: install
 	$(BIN)/python bench/run_all.py
 
+# Mutation testing with mutmut (docs/testing.md); not part of `make test`, tens of minutes.
+# MUTANTS narrows it to some mutant names, e.g. make mutation MUTANTS='latprof.stats.*';
+# JOBS is the number of mutants run at once.
+MUTANTS ?=
+JOBS ?= 2
+mutation: install
+	$(BIN)/pip install --quiet -e '.[dev,mutation]'
+	set -f; $(BIN)/mutmut run --max-children $(JOBS) $(MUTANTS)
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info mutants
 
 FORCE:

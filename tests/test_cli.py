@@ -184,17 +184,44 @@ def test_report_rejects_non_latprof_parquet(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not a readable Parquet file" in result.stderr
 
 
-def test_unwritable_output_does_not_measure(tmp_path: Path) -> None:
-    target = tmp_path / "ro"
-    target.mkdir()
-    target.chmod(0o500)
+@pytest.mark.parametrize("case", ["parent-is-a-file", "path-is-a-folder", "no-permission"])
+def test_unwritable_output_does_not_measure(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-o is checked before the model is even loaded; also as root, where permissions
+    don't apply (then the folder is reported unwritable by a patched os.access)."""
+    import os
+
+    import latprof.loading
+    import latprof.profiler
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("measured although -o cannot be written")
+
+    monkeypatch.setattr(latprof.loading, "load_model", must_not_run)
+    monkeypatch.setattr(latprof.profiler, "profile", must_not_run)
+    plain_file = tmp_path / "file.txt"
+    plain_file.write_text("x")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (tmp_path / "dir.csv").mkdir()
+    target, message = {
+        "parent-is-a-file": (plain_file / "p.csv", f"folder {plain_file} does not exist"),
+        "path-is-a-folder": (tmp_path / "dir.csv", "is a directory; give a file name"),
+        "no-permission": (folder / "p.csv", "no permission to write there"),
+    }[case]
+    if case == "no-permission":
+        folder.chmod(0o500)
+        real_access = os.access
+        monkeypatch.setattr(
+            os, "access", lambda p, mode: Path(p) != folder and real_access(p, mode)
+        )
     try:
-        result = invoke("profile", GOOD, "-o", str(target / "p.csv"))
-        if result.exit_code == 0:  # running as root: permissions don't apply
-            pytest.skip("permissions not enforced for this user")
-        assert "no permission to write" in result.stderr
+        result = invoke("profile", GOOD, "-o", str(target))
     finally:
-        target.chmod(0o700)
+        folder.chmod(0o700)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "measured although" not in result.output
 
 
 def test_subprocess_exit_code_and_debug_traceback() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from latprof.cli import app, expand_multi
 from latprof.lut import jobs as jobsmod
+from latprof.space.builtin import get_space
 
 MODELS = Path(__file__).parent / "models"
 FAST = ["--warmup", "1", "--trials", "3", "--threads", "1"]
@@ -150,8 +152,53 @@ def test_space_dry_run_and_small_build(tmp_path: Path) -> None:
     meta = json.loads(pq.read_schema(out).metadata[b"latprof"])
     assert meta["space"] == "uboost" and meta["shard"] == [0, 6] and len(meta["space_hash"]) == 16
     assert (meta["context"], meta["statistic"]) == ("networks", "p10")
-    # a shard's entries are measured in networks whose other slots hold any entry (fillers)
-    assert set(table["key"]) == {k for k in table["key"] if jobsmod.in_shard(k, (0, 6))}
+    # shard 0/6 holds exactly the keys whose sha1 (first 12 hex digits) is 0 mod 6, though
+    # its entries are measured in networks whose other slots hold any entry (fillers)
+    every = [j.key for j in jobsmod.space_jobs(get_space("uboost"), 1, "float32", 8)]
+    assert len(every) == 42
+    mine = {k for k in every if int(hashlib.sha1(k.encode()).hexdigest()[:12], 16) % 6 == 0}
+    assert set(table["key"]) == mine
+
+
+def test_shards_partition_the_keys() -> None:
+    keys = [j.key for j in jobsmod.space_jobs(get_space("uboost"), 1, "float32", 8)]
+    shards = [{k for k in keys if jobsmod.in_shard(k, (i, 4))} for i in range(4)]
+    assert sum(len(s) for s in shards) == len(keys)  # disjoint
+    assert set().union(*shards) == set(keys)  # and nothing left out
+    assert all(shards)  # 42 keys: every shard gets some
+    assert all(jobsmod.in_shard(k, None) for k in keys)
+
+
+def test_remeasure_noisy_measures_exactly_the_noisy_and_failed_entries(tmp_path: Path) -> None:
+    from latprof.lut.table import LatencyTable
+
+    out = tmp_path / "t.parquet"
+    good = str(MODELS / "good.py")
+    assert invoke("build-lut", "--models", good, *FAST, "-o", str(out)).exit_code == 0
+    table = LatencyTable.load(out)
+    noisy, failed, *kept = sorted(table.rows)
+    table.rows[noisy]["noisy"] = True
+    table.rows[noisy]["samples_us"] = [-1.0, -1.0, -1.0]  # a marker: replaced if re-measured
+    table.rows[failed].update(
+        status="failed", error="RuntimeError: flaky", samples_us=[], noisy=None
+    )
+    for key in kept:  # quiet ok entries (whatever this machine measured), kept as they are
+        table.rows[key].update(noisy=False, samples_us=[-2.0, -2.0, -2.0])
+    table.save(out)
+    plain = invoke("build-lut", "--models", good, *FAST, "-o", str(out), "--resume")
+    assert plain.exit_code == 0 and "(0 measured, 4 reused)" in plain.stdout
+    again = invoke(
+        "build-lut", "--models", good, *FAST, "-o", str(out), "--resume", "--remeasure-noisy"
+    )
+    assert again.exit_code == 0, again.output
+    assert "(2 measured, 2 reused)" in again.stdout
+    rows = LatencyTable.load(out).rows
+    assert sorted(rows) == sorted([noisy, failed, *kept])
+    for key in (noisy, failed):
+        assert rows[key]["status"] == "ok" and len(rows[key]["samples_us"]) == 3
+        assert min(rows[key]["samples_us"]) >= 0
+    for key in kept:
+        assert rows[key]["samples_us"] == [-2.0, -2.0, -2.0]
 
 
 @pytest.mark.parametrize(

@@ -127,3 +127,45 @@ def test_predict_a_model_with_a_layer_table(tmp_path: Path) -> None:
     df = pd.read_csv(io.StringIO(result.stdout))
     assert set(df["source"]) == {"measured"} and len(df) == 4
     assert "measured end to end" in result.stderr and "not in any leaf layer" in result.stderr
+
+
+def test_predict_allow_mismatch_lets_a_mismatched_table_through(
+    tiny_lut: Path, tiny_arch: Path
+) -> None:
+    args = ["predict", str(tiny_arch), "--lut", str(tiny_lut), "--batch-size", "8", "-f", "csv"]
+    refused = invoke(*args)
+    assert refused.exit_code == 2 and "batch: table 1, target 8" in refused.stderr
+    allowed = invoke(*args, "--allow-mismatch")
+    assert allowed.exit_code == 0, allowed.output
+    df = pd.read_csv(io.StringIO(allowed.stdout))
+    assert list(df["block"]) == ["stem", "body.0", "pool_fc"]
+
+
+def test_validate_refuses_a_table_of_another_machine_unless_allowed(
+    tiny_lut: Path, tiny_arch: Path, tmp_path: Path
+) -> None:
+    from latprof.lut.table import LatencyTable
+
+    table = LatencyTable.load(tiny_lut)
+    table.meta.update(device_name="Other CPU 9000", torch="1.0.0")
+    other = tmp_path / "other.parquet"
+    table.save(other)
+    refused = invoke("validate", "--lut", str(other), str(tiny_arch), "-f", "csv")
+    assert refused.exit_code == 2, refused.output
+    assert f"{other} was measured elsewhere (device_name: table 'Other CPU 9000', here" in (
+        refused.stderr
+    )
+    assert "torch: table '1.0.0', here" in refused.stderr
+    assert "--allow-mismatch" in refused.stderr and refused.stdout == ""
+    threads = invoke("validate", "--lut", str(tiny_lut), str(tiny_arch), "--threads", "4")
+    assert threads.exit_code == 2 and "threads: table 1, target 4" in threads.stderr
+    allowed = invoke(
+        "validate", "--lut", str(other), str(tiny_arch), "-f", "csv", "--allow-mismatch"
+    )
+    assert allowed.exit_code == 0, allowed.output
+    warnings = [line for line in allowed.stderr.splitlines() if "environment differs" in line]
+    assert len(warnings) == 2
+    assert warnings[0].startswith(
+        "latprof: warning: environment differs: device_name: table 'Other CPU 9000', here"
+    )
+    assert list(pd.read_csv(io.StringIO(allowed.stdout))["arch"]) == ["mine"]

@@ -84,3 +84,34 @@ def test_plot_without_matplotlib_says_how_to_install(
     result = invoke("compare", "--space", str(TINY), "--samples", "3", *FAST, "--plot", str(png))
     assert result.exit_code == 2 and "pip install 'latprof[plot]'" in result.stderr
     assert not png.exists()
+
+
+def test_measured_is_the_tables_statistic(tiny_lut: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compare's measured_us is the statistic the lut predicts (p10 for this table), not the
+    median or mean; fake passes: arch i takes 100 i + (10 12 11 13 60) µs."""
+    import latprof.lut.validate
+    from latprof.config import MeasureSettings
+    from latprof.lut.table import LatencyTable
+    from latprof.predictors.compare import compare
+    from latprof.stats import summarize
+
+    def fake_measure_many(networks, settings, progress=None):
+        base = [10.0, 12.0, 11.0, 13.0, 60.0]
+        return [(summarize([100 * i + b for b in base]), 1.0) for i in range(len(networks))]
+
+    monkeypatch.setattr(latprof.lut.validate, "measure_many", fake_measure_many)
+    space = get_space(str(TINY))
+    archs = sample_archs(space, 3, 0)
+    settings = MeasureSettings(warmup=1, trials=5)
+    table = LatencyTable.load(tiny_lut)
+    assert table.statistic == "p10"
+    result = compare(space, archs, settings, 1, table=table)
+    # sorted 10 11 12 13 60: p10 at position 0.4 = 10.4; median 12; IQR 13 - 11 = 2
+    assert [a["measured_us"] for a in result.archs] == pytest.approx([10.4, 110.4, 210.4])
+    assert [a["measured_median_us"] for a in result.archs] == pytest.approx([12, 112, 212])
+    assert [a["measured_iqr_us"] for a in result.archs] == pytest.approx([2.0] * 3)
+    table.meta["statistic"] = "mean"  # a table of means is compared with means
+    result = compare(space, archs, settings, 1, table=table)
+    assert [a["measured_us"] for a in result.archs] == pytest.approx([21.2, 121.2, 221.2])
+    without = compare(space, archs, settings, 1)  # no table: p10
+    assert [a["measured_us"] for a in without.archs] == pytest.approx([10.4, 110.4, 210.4])

@@ -101,8 +101,10 @@ def test_measure_times_each_block_inside_its_network_exactly() -> None:
         assert row["status"] == "ok"
         assert set(row["samples_us"]) == {want}
         assert row["time_us_p10"] == row["time_us_median"] == want
-    # 3 networks x 3 trials; one clock pass (one CUDA sync) per network pass, none in warm-up
+    # 3 networks x 3 trials; one clock pass and one finish() (on CUDA one synchronisation)
+    # per network pass, not one per block; none in warm-up
     assert clock.passes == 9
+    assert clock.finishes == 9
     # a's keys fill the one network the plan left without a: the filler is timed as well
     assert sum(rows[k]["n"] for k in ("a1", "a2", "a3")) == 9
     assert sum(rows[k]["n"] for k in ("b1", "b2", "b3", "b4", "b5")) == 18
@@ -115,6 +117,7 @@ def test_a_broken_entry_fails_alone_and_its_place_is_taken() -> None:
     assert rows["a2"]["status"] == "failed" and "cannot build this one" in rows["a2"]["error"]
     assert rows["a1"]["status"] == rows["a3"]["status"] == "ok"
     assert clock.passes == 9  # the network that held a2 still ran, with another a
+    assert clock.finishes == 9
 
 
 def test_build_in_context_saves_each_group_and_resumes(tmp_path: Path) -> None:

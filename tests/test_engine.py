@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -201,7 +202,8 @@ def test_real_clock_end_to_end(tiny_cnn: nn.Module) -> None:
         "Flatten",
         "Linear",
     ]
-    assert all(layer.stats.n == 3 and layer.stats.min >= 0 for layer in prof.layers)
+    for layer in prof.layers:
+        assert layer.stats.n == 3 and layer.stats.min == min(layer.samples_us)
     assert prof.environment.torch == torch.__version__
     assert prof.layers[0].macs == 8 * 8 * 4 * 3 * 3 * 3
     assert_untouched(tiny_cnn, keys, flags)
@@ -250,3 +252,266 @@ def test_negative_unattributed_from_one_spike_has_a_notice_with_a_hint() -> None
     [notice] = [n for n in notices_for(spiked) if n.kind == "negative-unattributed"]
     assert "exceeds end-to-end latency by 0.40 µs" in notice.message
     assert "time_us_median" in notice.hint and "largest gap: c1" in notice.hint
+
+
+# ------------------------------------------------------------------ skewed samples
+# Samples that are neither constant nor symmetric, with 5 trials: mean != median everywhere, so
+# a row, a category or (unattributed) computed from the wrong statistic shows.
+
+
+class Skewed(nn.Module):
+    """A leaf taking `timed_us[i]` µs of fake time in the i-th timed (hooked) trial pass,
+    `timed_us[0]` in warm-up and `plain_us` in passes without timers."""
+
+    def __init__(self, clock: FakeClock, timed_us: list[float], plain_us: float, warmup: int):
+        super().__init__()
+        self.clock, self.timed_us, self.plain_us, self.warmup = clock, timed_us, plain_us, warmup
+        self.timed = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if "forward" in self.__dict__:  # latprof's timer shadows forward while it times
+            i = self.timed - self.warmup
+            self.timed += 1
+            us = self.timed_us[i % len(self.timed_us)] if i >= 0 else self.timed_us[0]
+        else:
+            us = self.plain_us
+        self.clock.advance(round(us * 1000))
+        return x + 0
+
+
+class SkewConv(Skewed):
+    pass
+
+
+class SkewAct(Skewed):
+    pass
+
+
+WARMUP = 2
+C1_US = [2.0, 50.0, 1.0, 3.0, 2.0]  # per trial; sorted 1 2 2 3 50
+A1_US = [1.0, 1.0, 6.0, 1.0, 1.0]  # sorted 1 1 1 1 6
+E2E_US = [20.0, 60.0, 21.0, 20.0, 22.0]  # passes without timers; sorted 20 20 21 22 60
+
+
+class SkewedNet(nn.Module):
+    """c1 (SkewConv) -> a1 (SkewAct) -> shared (SkewConv, 2 µs) twice. Without timers the
+    leaves take 2 + 1 + 2 x 2 = 7 µs and the net adds E2E_US - 7 µs of its own work."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.c1 = SkewConv(clock, C1_US, 2.0, WARMUP)
+        self.a1 = SkewAct(clock, A1_US, 1.0, WARMUP)
+        self.shared = SkewConv(clock, [2.0], 2.0, 2 * WARMUP)
+        self.plain = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.shared(self.a1(self.c1(x)))
+        x = self.shared(x)
+        if "forward" not in self.c1.__dict__ and self.clock.passes > 0:  # a timed plain pass
+            i = self.plain - WARMUP
+            self.plain += 1
+            self.clock.advance(round((E2E_US[i] if i >= 0 else 20.0) * 1000) - 7000)
+        return x
+
+
+def skewed_profile():
+    clock = FakeClock()  # free clock reads: bias 0, samples exactly the work
+    prof = run(SkewedNet(clock), clock, trials=5)
+    return prof, clock
+
+
+def test_skewed_layer_rows_exact_statistics() -> None:
+    prof, _ = skewed_profile()
+    assert prof.bias_us == 0.0
+    rows = {r["layer"]: r for r in prof.layer_rows()}
+    c1, a1, shared = rows["c1"], rows["a1"], rows["shared"]
+    # c1: 2 50 1 3 2 -> mean 58/5, median 2; deviations from 11.6: -9.6 38.4 -10.6 -8.6 -9.6
+    assert c1["time_us"] == pytest.approx(11.6)
+    assert c1["time_us_median"] == pytest.approx(2.0)
+    ss = 9.6**2 + 38.4**2 + 10.6**2 + 8.6**2 + 9.6**2  # = 1845.2
+    assert c1["time_us_std"] == pytest.approx(math.sqrt(ss / 4))  # ddof = 1
+    assert c1["time_us_min"] == pytest.approx(1.0)
+    assert c1["time_us_iqr"] == pytest.approx(1.0)  # sorted 1 2 2 3 50: q1 = 2, q3 = 3
+    assert c1["n"] == 5
+    # MAD = median(|x - 2|) = median(0 48 1 1 0) = 1; 48 / 1 > 14.8: one outlier
+    assert c1["outliers"] == 1
+    assert c1["share"] == pytest.approx(11.6 / 28.6)
+    # a1: 1 1 6 1 1 -> mean 2, median 1, std sqrt((1+1+16+1+1)/4), IQR 0, MAD 0: no outlier
+    assert (a1["time_us"], a1["time_us_median"]) == pytest.approx((2.0, 1.0))
+    assert a1["time_us_std"] == pytest.approx(math.sqrt(5.0))
+    assert (a1["time_us_min"], a1["time_us_iqr"], a1["n"], a1["outliers"]) == (1.0, 0.0, 5, 0)
+    assert shared["time_us"] == pytest.approx(4.0) and shared["calls"] == 2
+
+
+def test_skewed_categories_are_means_of_per_trial_sums() -> None:
+    prof, _ = skewed_profile()
+    cats = {r["category"]: r for r in prof.category_rows()}
+    # SkewConv per trial: c1 + shared = 6 54 5 7 6 -> mean 15.6 (the median would be 6, the
+    # sum of medians 2 + 4 = 6 too)
+    assert cats["SkewConv"]["time_us"] == pytest.approx(15.6)
+    assert cats["SkewAct"]["time_us"] == pytest.approx(2.0)  # its median is 1
+    assert cats["SkewConv"]["calls"] == 3 and cats["SkewAct"]["calls"] == 1
+    # leaf sums per trial 7 55 11 8 7 -> mean 17.6; end-to-end mean 143 / 5 = 28.6
+    s = prof.summary
+    assert s.leaf_sum_us == pytest.approx(17.6)
+    assert s.unattributed_us == pytest.approx(11.0)  # from medians: 21 - 7 = 14, or 3.4
+    assert cats["(unattributed)"]["time_us"] == pytest.approx(11.0)
+    assert cats["SkewConv"]["share"] == pytest.approx(15.6 / 28.6)
+    assert sum(r["share"] for r in prof.category_rows()) == pytest.approx(1.0)
+
+
+def test_skewed_end_to_end_exact_statistics() -> None:
+    prof, _ = skewed_profile()
+    e2e = prof.summary.e2e
+    assert prof.e2e_us == pytest.approx(E2E_US)  # trial order kept
+    assert e2e.mean == pytest.approx(28.6) and e2e.median == pytest.approx(21.0)
+    ss = 8.6**2 + 31.4**2 + 7.6**2 + 8.6**2 + 6.6**2  # = 1235.2
+    assert e2e.std == pytest.approx(math.sqrt(ss / 4))
+    assert (e2e.min, e2e.max, e2e.n) == (pytest.approx(20.0), pytest.approx(60.0), 5)
+    assert e2e.iqr == pytest.approx(2.0)  # q1 = 20, q3 = 22
+    # p10 of 20 20 21 22 60: position 0.4 between 20 and 20
+    assert e2e.p10 == pytest.approx(20.0)
+    assert e2e.outliers == 1  # MAD = median(1 39 0 1 1) = 1
+
+
+def test_one_synchronisation_per_timed_pass() -> None:
+    _, clock = skewed_profile()
+    # bias calibration: 3 + 20 passes; warm-up and trials: one pass with and one without
+    # timers each; a finish() (on CUDA a synchronisation) per pass, never per layer call
+    assert clock.passes == 23 + 2 * (WARMUP + 5)
+    assert clock.finishes == clock.passes
+
+
+def test_trials_alternate_with_and_without_timers() -> None:
+    from latprof.measure.runner import run_trials
+
+    clock = FakeClock()
+    seen: list[str] = []
+
+    class Recorder(nn.Module):
+        """Each plain pass takes one µs more than the last (1, 2, 3, ...); timed ones 10 x."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            kind = "timers" if "forward" in self.__dict__ else "plain"
+            seen.append(kind)
+            clock.advance(1000 * seen.count(kind) * (10 if kind == "timers" else 1))
+            return x
+
+    leaf = Recorder()
+    x = torch.zeros(1)
+    result = run_trials(lambda: leaf(x), [leaf], clock, warmup=1, trials=4)
+    timers, plain = "timers", "plain"
+    assert seen == [
+        *(timers, plain),  # warm-up
+        *(timers, plain),  # trial 0: A B
+        *(plain, timers),  # trial 1: B A
+        *(timers, plain),
+        *(plain, timers),
+    ]
+    # each trial's samples come from its own two passes (the first of each kind is warm-up)
+    assert result.e2e_us.tolist() == pytest.approx([2.0, 3.0, 4.0, 5.0])
+    assert result.hooked_us.tolist() == pytest.approx([20.0, 30.0, 40.0, 50.0])
+    assert result.leaf_time_us[:, 0].tolist() == pytest.approx([20.0, 30.0, 40.0, 50.0])
+    assert clock.finishes == clock.passes == 10
+
+
+# ------------------------------------------------------------------ notices
+# Each notice of README/docs/methodology.md "Warnings", from fake samples.
+
+
+def with_samples(prof, e2e: list[float], **layer_samples: list[float]):
+    """The profile with other end-to-end samples and layer samples (by layer name)."""
+    layers = [
+        replace(layer, samples_us=list(layer_samples.get(layer.name, layer.samples_us)))
+        for layer in prof.layers
+    ]
+    return replace(prof, layers=layers, e2e_us=e2e, notices=[])
+
+
+def kinds(prof) -> dict[str, object]:
+    return {n.kind: n for n in notices_for(prof)}
+
+
+@pytest.fixture(scope="module")
+def quiet() -> object:
+    """Net on a fake clock, 5 trials: constant samples, no notice but macs-not-counted."""
+    clock = FakeClock(read_cost_ns=READ_NS)
+    return run(Net(clock), clock, trials=5)
+
+
+def test_quiet_profile_has_no_measurement_notice(quiet) -> None:
+    assert [n.kind for n in quiet.notices] == ["macs-not-counted"]
+
+
+def test_noisy_end_to_end_notice(quiet) -> None:
+    # sorted 80 100 100 120 140: IQR 20 = 20% of the median 100
+    noisy = with_samples(quiet, [80.0, 100.0, 120.0, 140.0, 100.0])
+    notice = kinds(noisy)["noisy"]
+    assert notice.message == "end-to-end latency is noisy: IQR is 20% of the median"
+    assert "--threads 1" in notice.hint
+    # exactly 10% (sorted 100 100 100 110 110: IQR 10, median 100) is not noisy
+    assert "noisy" not in kinds(with_samples(quiet, [100.0, 110.0, 100.0, 110.0, 100.0]))
+
+
+def test_noisy_layers_notice_counts_only_layers_with_one_percent_of_the_time(quiet) -> None:
+    e2e = [1000.0] * 5
+    prof = with_samples(
+        quiet,
+        e2e,
+        c1=[80.0, 100.0, 120.0, 140.0, 100.0],  # mean 108, IQR 20% of median: listed
+        a1=[1.0, 2.0, 3.0, 4.0, 2.0],  # IQR 50% of its median, but mean 2.4 < 1% of 1000
+        shared=[7.0, 8.0, 10.0, 12.0, 13.0],  # mean exactly 1% (10 µs), IQR 4 = 40%: listed
+    )
+    notice = kinds(prof)["noisy-layers"]
+    assert notice.message == (
+        "2 layer(s) with >= 1% of the time have IQR > 10% of their median (e.g. c1, shared)"
+    )
+    assert "time_us_median" in notice.hint
+    quiet_layers = with_samples(quiet, e2e, c1=[100.0] * 5, shared=[10.0] * 5)
+    assert "noisy-layers" not in kinds(quiet_layers)
+
+
+def test_outliers_notice_end_to_end_and_layers(quiet) -> None:
+    e2e = [1000.0] * 5
+    prof = with_samples(
+        quiet,
+        e2e,
+        # MAD 1, one sample 200 away: an outlier raising the mean 100 -> 140 (+40%)
+        c1=[100.0, 100.0, 101.0, 99.0, 300.0],
+        # an outlier too (20 > 14.8 MADs), but it moves the mean by 4% only
+        shared=[100.0, 100.0, 101.0, 99.0, 120.0],
+    )
+    notice = kinds(prof)["outliers"]
+    assert notice.message == (
+        "outlier samples (|x - median| / MAD > 14.8): 0 in end-to-end; 1 layer(s) whose mean "
+        "they move by > 5% (e.g. c1); kept in the means"
+    )
+    e2e_only = with_samples(quiet, [1000.0, 1000.0, 1001.0, 999.0, 1100.0])
+    notice = kinds(e2e_only)["outliers"]
+    assert notice.message.startswith("outlier samples (|x - median| / MAD > 14.8): 1 in end-to")
+    assert "0 layer(s) whose mean" in notice.message
+    assert "outliers" not in kinds(with_samples(quiet, e2e, shared=prof.layers[2].samples_us))
+
+
+def test_macs_not_counted_notice_names_the_classes(quiet) -> None:
+    notice = kinds(quiet)["macs-not-counted"]
+    assert notice.message == "MACs are not counted for Act, Conv (no counter known); shown empty"
+    assert "register_counter" in notice.hint
+    counted = profile(
+        nn.Sequential(nn.Linear(2, 3), nn.ReLU()),
+        (torch.zeros(1, 2),),
+        config=ProfileConfig(warmup=1, trials=5),
+    )
+    assert "macs-not-counted" not in {n.kind for n in counted.notices}
+
+
+def test_uncalled_leaves_notice() -> None:
+    clock = FakeClock()
+    model = Net(clock)
+    model.unused = Act(clock, 1000)
+    model.unused_too = nn.ReLU()
+    prof = run(model, clock, trials=5)
+    [notice] = [n for n in prof.notices if n.kind == "uncalled"]
+    assert notice.message == ("2 leaf module(s) were never called in the forward pass; not listed")
+    assert [layer.name for layer in prof.layers] == ["c1", "a1", "shared"]

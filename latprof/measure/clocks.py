@@ -78,7 +78,8 @@ class FakeClock:
     """Deterministic clock for tests: time moves only when told to.
 
     Each `mark()` costs `read_cost_ns` (like a real clock read would); test modules call
-    `advance(ns)` inside their forward to simulate work.
+    `advance(ns)` inside their forward to simulate work. `passes` and `finishes` count the
+    calls of `start_pass()` and `finish()` (on CUDA each `finish()` is a synchronisation).
     """
 
     name = "fake"
@@ -87,6 +88,7 @@ class FakeClock:
         self.now_ns = 0
         self.read_cost_ns = read_cost_ns
         self.passes = 0
+        self.finishes = 0
 
     def start_pass(self) -> None:
         self.passes += 1
@@ -99,7 +101,7 @@ class FakeClock:
         self.now_ns += ns
 
     def finish(self) -> None:
-        pass
+        self.finishes += 1
 
     @staticmethod
     def elapsed_us(start: int, end: int) -> float:
