@@ -417,9 +417,16 @@ def load_file(path: Path) -> Arch:
         raise UsageError(f"{path}: an architecture file is .json or .toml")
     arch = Arch.from_dict(data, where=str(path))
     beside = path.parent / arch.space
-    if arch.space.endswith(".toml") and not Path(arch.space).exists() and beside.exists():
+    if arch.space.endswith(".toml") and not _exists(Path(arch.space)) and _exists(beside):
         arch = replace(arch, space=str(beside))  # a relative space path: next to the file
     return arch
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long or with a NUL is no file
+        return False
 
 
 def is_arch_spec(spec: str) -> bool:

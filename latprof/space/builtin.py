@@ -198,12 +198,19 @@ def get_space(name_or_path: str | Path) -> SearchSpace:
     text = str(name_or_path)
     if text in BUILTIN:
         return BUILTIN[text]().validate()
-    if isinstance(name_or_path, Path) or text.endswith(".toml") or Path(text).is_file():
+    if isinstance(name_or_path, Path) or text.endswith(".toml") or _is_file(text):
         from latprof.space.toml_file import load_toml_space
 
         return load_toml_space(text)
     known = ", ".join(BUILTIN)
     raise SpaceError(f"unknown space {text!r}; known: {known} (or a path to a .toml file)")
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name too long or with a NUL is no file
+        return False
 
 
 def space_of_table(meta: dict[str, Any]) -> SearchSpace:
