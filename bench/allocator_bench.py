@@ -16,7 +16,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 MODELS = ["zoo:cnn", "zoo:dscnn", str(HERE / "models" / "conv_stack.py")]
-ROUNDS = 3
+ROUNDS = 6
 PASSES = 40
 PLAIN = """
 import sys, time, statistics, torch
@@ -30,18 +30,15 @@ with torch.inference_mode():
     t = []
     for _ in range(int(sys.argv[2])):
         s = time.perf_counter_ns(); mod(*args); t.append((time.perf_counter_ns() - s) / 1e3)
-print(statistics.median(t))
+print(statistics.median(t), sorted(t)[len(t) // 10])
 """
 
 
-def plain(model: str) -> float:
-    out = subprocess.run(
-        [sys.executable, "-c", PLAIN, model, str(PASSES)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(out.stdout.strip())
+def plain(model: str) -> tuple[float, float]:
+    """(median, p10) µs of a plain process's passes."""
+    cmd = [sys.executable, "-c", PLAIN, model, str(PASSES)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1])
 
 
 def latprof(model: str) -> dict:
@@ -52,28 +49,34 @@ def latprof(model: str) -> dict:
 
 
 def main() -> None:
-    print("| model | plain median µs | latprof e2e median µs | latprof/plain | steady/system "
-          "(allocator check) | faults/pass system / steady |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        f"{ROUNDS} alternating rounds (plain process, latprof profile); per round the ratio "
+        "latprof/plain of the end-to-end median (and of the p10); the median over rounds"
+    )
+    print(
+        "| model | plain median µs | latprof median µs | latprof/plain median (p10) | "
+        "rounds (median) | steady/system, allocator check | faults/pass system / steady |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for model in MODELS:
-        plains, ours, ratios, faults = [], [], [], []
+        rows = []
         for r in range(ROUNDS):
             first, second = (plain, latprof) if r % 2 == 0 else (latprof, plain)
             results = {f.__name__: f(model) for f in (first, second)}
-            plains.append(results["plain"])
-            d = results["latprof"]
-            ours.append(d["summary"]["e2e_us"]["median"])
+            (pm, p10), d = results["plain"], results["latprof"]
+            e2e = d["summary"]["e2e_us"]
             c = d["allocator_check"]
-            ratios.append(c["other"]["median_us"] / c["main"]["median_us"])
-            faults.append((c["main"]["faults_per_pass"], c["other"]["faults_per_pass"]))
-        p, o = statistics.median(plains), statistics.median(ours)
+            rows.append(
+                (pm, e2e["median"], e2e["median"] / pm, e2e["p10"] / p10,
+                 c["ratio_steady_to_system"],
+                 c["system"]["faults_per_pass"], c["steady"]["faults_per_pass"])
+            )  # fmt: skip
+        med = [statistics.median(col) for col in zip(*rows, strict=True)]
         name = Path(model).stem if model.endswith(".py") else model
-        f_sys = statistics.median(f[0] for f in faults)
-        f_st = statistics.median(f[1] for f in faults)
+        per_round = ", ".join(f"{row[2]:.2f}" for row in rows)
         print(
-            f"| {name} | {p:,.0f} | {o:,.0f} | {o / p:.3f} "
-            f"(rounds {', '.join(f'{b / a:.3f}' for a, b in zip(plains, ours, strict=True))}) | "
-            f"{statistics.median(ratios):.3f} | {f_sys:.0f} / {f_st:.0f} |"
+            f"| {name} | {med[0]:,.0f} | {med[1]:,.0f} | {med[2]:.3f} ({med[3]:.3f}) | "
+            f"{per_round} | {med[4]:.3f} | {med[5]:.0f} / {med[6]:.0f} |"
         )
 
 

@@ -1,10 +1,11 @@
 """End-to-end latency of a MODEL under both host allocator conditions, in one run.
 
 glibc cannot go back to its dynamic thresholds once they are fixed, so the condition the
-profile is not measured under runs in a child process (`python -m latprof.conditions`),
-started with or without glibc's MALLOC_*_THRESHOLD_ variables. Parent and child time plain
-forward passes in alternating rounds (A B, B A, ...) so that drift spreads over both, and
-each reports its minor page faults per pass (getrusage).
+profile is not measured under needs a process of its own (`python -m latprof.conditions`),
+started with or without glibc's MALLOC_*_THRESHOLD_ variables. Both conditions run in fresh
+child processes that time plain forward passes in alternating rounds (A B, B A, ...), so
+that drift spreads over both and they differ only by the allocator; each reports its minor
+page faults per pass (getrusage).
 """
 
 from __future__ import annotations
@@ -40,12 +41,15 @@ class ConditionRun:
         return summarize(self.samples_us).median
 
 
-def check_dict(main: ConditionRun, other: ConditionRun) -> dict[str, Any]:
+def check_dict(system: ConditionRun, steady: ConditionRun, profiled: str) -> dict[str, Any]:
     """The comparison as saved in a profile (`allocator_check`)."""
     return {
-        "main": asdict(main) | {"median_us": main.median_us},
-        "other": asdict(other) | {"median_us": other.median_us},
-        "ratio_other_to_main": other.median_us / main.median_us if main.median_us else None,
+        "profiled": profiled,
+        "system": asdict(system) | {"median_us": system.median_us},
+        "steady": asdict(steady) | {"median_us": steady.median_us},
+        "ratio_steady_to_system": (
+            steady.median_us / system.median_us if system.median_us else None
+        ),
     }
 
 
@@ -61,49 +65,47 @@ def time_passes(forward: Callable[[], Any], n: int) -> tuple[list[float], int]:
 
 
 def compare(
-    forward: Callable[[], Any],
-    child_request: dict[str, Any],
-    other: str,
-    passes: int,
-    warmup: int,
+    child_request: dict[str, Any], passes: int, warmup: int
 ) -> tuple[ConditionRun, ConditionRun]:
-    """Time `forward` here and the same MODEL in a child under condition `other`,
-    alternating rounds; (here, child)."""
-    cmd = [sys.executable, "-m", "latprof.conditions"]
-    child = subprocess.Popen(
-        cmd,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=allocator.child_env(other),
-    )
+    """The same MODEL in two fresh child processes, one per condition, timed in alternating
+    rounds (system first in even rounds, steady first in odd ones); (system, steady).
+
+    Both conditions run in children so that they differ only by the allocator: a process
+    that has just profiled (copies, hooks, MAC counting) runs its passes in another state."""
+    children = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "latprof.conditions"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=allocator.child_env(name),
+        )
+        for name in allocator.CONDITIONS
+    }
+    samples: dict[str, list[float]] = {name: [] for name in children}
+    faults = dict.fromkeys(children, 0)
     try:
-        ready = _ask(child, {**child_request, "warmup": warmup})
-        for _ in range(warmup):
-            forward()
+        ready = {n: _ask(c, {**child_request, "warmup": warmup}) for n, c in children.items()}
         per_round = max(1, -(-passes // ROUNDS))
-        here: list[float] = []
-        there: list[float] = []
-        faults_here = faults_there = 0
         for r in range(ROUNDS):
-            order = (0, 1) if r % 2 == 0 else (1, 0)
-            for who in order:
-                if who == 0:
-                    samples, faults = time_passes(forward, per_round)
-                    here += samples
-                    faults_here += faults
-                else:
-                    got = _ask(child, {"passes": per_round})
-                    there += got["samples_us"]
-                    faults_there += got["faults"]
-        _ask(child, {"quit": True}, expect_reply=False)
+            order = allocator.CONDITIONS if r % 2 == 0 else allocator.CONDITIONS[::-1]
+            for name in order:
+                got = _ask(children[name], {"passes": per_round})
+                samples[name] += got["samples_us"]
+                faults[name] += got["faults"]
+        for child in children.values():
+            _ask(child, {"quit": True}, expect_reply=False)
     finally:
-        child.stdin.close() if child.stdin else None
-        child.wait(timeout=30)
-    mine = ConditionRun(allocator.condition(), allocator.setting(), here, faults_here / len(here))
-    theirs = ConditionRun(other, ready["setting"], there, faults_there / len(there))
-    return mine, theirs
+        for child in children.values():
+            if child.stdin:
+                child.stdin.close()
+            child.wait(timeout=30)
+    runs = [
+        ConditionRun(n, ready[n]["setting"], samples[n], faults[n] / len(samples[n]))
+        for n in allocator.CONDITIONS
+    ]
+    return runs[0], runs[1]
 
 
 def _ask(child: subprocess.Popen, message: dict[str, Any], expect_reply: bool = True) -> Any:
@@ -162,71 +164,51 @@ if __name__ == "__main__":
     _child_main()
 
 
-def measure_both(
-    module: Any,
-    args: tuple,
-    kwargs: dict,
-    request: dict[str, Any],
-    config: Any,
-) -> dict[str, Any]:
-    """End-to-end passes of the loaded model here and, in a child, under the other
-    condition; the `allocator_check` dict of a profile. `request` names the MODEL for the
-    child (model, shapes, batch_size)."""
+def measure_both(request: dict[str, Any], config: Any) -> dict[str, Any]:
+    """End-to-end passes of the MODEL `request` names (model, shapes, batch_size) under both
+    conditions, each in a child process; the `allocator_check` dict of a profile."""
     import torch
 
-    from latprof.measure.device import DTYPES, eval_mode, place, prepare_model, threads
-
-    dtype = DTYPES[config.dtype]
-    other = "steady" if allocator.condition() == "system" else "system"
     child_request = {
         **request,
         "device": config.device,
         "dtype": config.dtype,
         "threads": config.threads or torch.get_num_threads(),
     }
-    with threads(config.threads):
-        module = prepare_model(module, config.device, dtype)
-        args, kwargs = place(tuple(args), config.device, dtype), place(kwargs, config.device, dtype)
-        with eval_mode(module), torch.inference_mode():
-            here, there = compare(
-                lambda: module(*args, **kwargs),
-                child_request,
-                other,
-                passes=max(config.trials, 2 * ROUNDS),
-                warmup=min(config.warmup, 5),
-            )
-    return check_dict(here, there)
+    system, steady = compare(
+        child_request, passes=max(config.trials, 2 * ROUNDS), warmup=min(config.warmup, 5)
+    )
+    return check_dict(system, steady, config.allocator)
 
 
 def notice_of(check: dict[str, Any]) -> Any:
     """A notice when the two conditions differ beyond the noise, else None."""
     from latprof.records import Notice
 
-    main, other = check["main"], check["other"]
+    system, steady = check["system"], check["steady"]
     spread = max(
-        summarize(main["samples_us"]).iqr / main["median_us"],
-        summarize(other["samples_us"]).iqr / other["median_us"],
+        summarize(system["samples_us"]).iqr / system["median_us"],
+        summarize(steady["samples_us"]).iqr / steady["median_us"],
         NOISE_FLOOR,
     )
-    steady, system = (main, other) if main["condition"] == "steady" else (other, main)
     gain = 1 - steady["median_us"] / system["median_us"]
     if abs(gain) <= spread:
         return None
-    faults = (
-        f"page faults per pass: steady {steady['faults_per_pass']:.0f}, "
+    figures = (
+        f"{steady['median_us']:,.1f} µs vs {system['median_us']:,.1f} µs median in fresh "
+        f"processes; page faults per pass: steady {steady['faults_per_pass']:.0f}, "
         f"system {system['faults_per_pass']:.0f}"
     )
-    if gain > 0:
+    if gain < 0:
+        message = f"with a steady allocator this model runs {100 * -gain:.0f} % slower ({figures})"
+        return Notice("allocator", message, "keep the system allocator for this model")
+    if check["profiled"] == "steady":
         message = (
-            f"with a steady allocator this model runs {100 * gain:.0f} % faster "
-            f"({steady['median_us']:,.1f} µs vs {system['median_us']:,.1f} µs median, "
-            f"{faults}); this profile measured the {main['condition']} condition"
+            f"this profile used a steady allocator; run as usual (system allocator) the model "
+            f"is {100 * (system['median_us'] / steady['median_us'] - 1):.0f} % slower ({figures})"
         )
-        hint = f"to run it that way in deployment, set {allocator.DEPLOY_HINT}"
     else:
-        message = (
-            f"with a steady allocator this model runs {100 * -gain:.0f} % slower "
-            f"({steady['median_us']:,.1f} µs vs {system['median_us']:,.1f} µs median, {faults})"
-        )
-        hint = "keep the system allocator for this model"
-    return Notice("allocator", message, hint)
+        message = f"with a steady allocator this model runs {100 * gain:.0f} % faster ({figures})"
+    return Notice(
+        "allocator", message, f"to run it that way in deployment, set {allocator.DEPLOY_HINT}"
+    )

@@ -94,21 +94,29 @@ def run_of(condition: str, samples: list[float], faults: float) -> conditions.Co
 def test_notice_says_how_much_faster_steady_is_and_how_to_deploy_it() -> None:
     system = run_of("system", [100.0, 101.0, 99.0, 100.0], 250.0)
     steady = run_of("steady", [80.0, 81.0, 79.0, 80.0], 2.0)
-    check = conditions.check_dict(system, steady)
-    assert check["ratio_other_to_main"] == pytest.approx(0.8)
+    check = conditions.check_dict(system, steady, "system")
+    assert check["ratio_steady_to_system"] == pytest.approx(0.8)
     notice = conditions.notice_of(check)
     assert notice is not None and notice.kind == "allocator"
     assert "runs 20 % faster" in notice.message
     assert "steady 2, system 250" in notice.message
     assert "MALLOC_MMAP_THRESHOLD_=33554432" in notice.hint
+    profiled_steady = conditions.notice_of(conditions.check_dict(system, steady, "steady"))
+    assert profiled_steady is not None
+    assert "this profile used a steady allocator" in profiled_steady.message
+    assert "the model is 25 % slower" in profiled_steady.message  # 100 / 80 - 1
 
 
 def test_notice_when_steady_is_slower_and_none_within_noise() -> None:
     system = run_of("system", [100.0] * 4, 0.0)
-    slower = conditions.notice_of(conditions.check_dict(system, run_of("steady", [120.0] * 4, 0)))
+    slower_check = conditions.check_dict(system, run_of("steady", [120.0] * 4, 0), "system")
+    slower = conditions.notice_of(slower_check)
     assert slower is not None and "runs 20 % slower" in slower.message
-    same = conditions.check_dict(system, run_of("steady", [98.0, 99.0, 101.0, 100.0], 0))
+    same = conditions.check_dict(system, run_of("steady", [98.0, 99.0, 101.0, 100.0], 0), "system")
     assert conditions.notice_of(same) is None  # 1 % apart: below the 3 % floor
+    wide = run_of("system", [80.0, 100.0, 120.0, 100.0], 0.0)  # IQR 15 % of the median
+    spread = conditions.check_dict(wide, run_of("steady", [90.0] * 4, 0), "system")
+    assert conditions.notice_of(spread) is None  # 10 % apart, within the spread
 
 
 def test_fault_probe_counts_faults_inside_each_leaf() -> None:
@@ -144,9 +152,11 @@ def test_profile_records_both_conditions_and_layer_faults(tmp_path: Path) -> Non
     data = json.loads(out.read_text())
     assert data["config"]["allocator"] == "system"
     check = data["allocator_check"]
-    assert (check["main"]["condition"], check["other"]["condition"]) == ("system", "steady")
-    assert check["other"]["setting"].startswith("glibc env MALLOC_MMAP_THRESHOLD_=")
-    assert len(check["main"]["samples_us"]) == len(check["other"]["samples_us"]) >= 12
+    assert check["profiled"] == "system"
+    assert (check["system"]["condition"], check["steady"]["condition"]) == ("system", "steady")
+    assert check["system"]["setting"] == "default"
+    assert check["steady"]["setting"].startswith("glibc env MALLOC_MMAP_THRESHOLD_=")
+    assert len(check["system"]["samples_us"]) == len(check["steady"]["samples_us"]) >= 12
     assert all(isinstance(r["page_faults"], int) for r in data["layers"])
     csv = CliRunner().invoke(app, ["report", str(out), "--format", "csv"]).stdout
     assert csv.splitlines()[0].endswith(",allocator") and csv.splitlines()[1].endswith(",system")

@@ -6,7 +6,7 @@ from torch import nn
 input_shape = (1, 3, 160, 160)
 
 
-def build() -> nn.Module:
+def build_model() -> nn.Module:
     torch.manual_seed(0)
     layers: list[nn.Module] = [nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()]
     for _ in range(14):

@@ -150,19 +150,17 @@ def profile_cmd(
         view.close()
     prof.calibration = cal
     if allocator_check if allocator_check is not None else config.device == "cpu":
-        _allocator_check(prof, loaded, model, shapes, batch_size, config)
+        _allocator_check(prof, model, shapes, batch_size, config)
     emit_profile(prof, stdout_fmt, file_fmt, out, by, top)
 
 
 def _allocator_check(
-    prof: Any, loaded: Any, model: str, shapes: list, batch_size: int | None, config: Any
+    prof: Any, model: str, shapes: list, batch_size: int | None, config: Any
 ) -> None:
     from latprof import conditions
 
     request = {"model": model, "shapes": shapes, "batch_size": batch_size}
-    prof.allocator_check = conditions.measure_both(
-        loaded.module, loaded.args, loaded.kwargs, request, config
-    )
+    prof.allocator_check = conditions.measure_both(request, config)
     notice = conditions.notice_of(prof.allocator_check)
     if notice is not None:
         prof.notices.append(notice)

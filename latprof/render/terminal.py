@@ -143,18 +143,15 @@ def allocator_line(p: Profile) -> str:
     if not check:
         return ""
     parts = [
-        f"{r['condition']} {us(r['median_us'])} µs ({r['faults_per_pass']:.0f} faults/pass)"
-        for r in (check["main"], check["other"])
+        f"{name} {us(check[name]['median_us'])} µs ({check[name]['faults_per_pass']:.0f} "
+        "faults/pass)"
+        for name in ("system", "steady")
     ]
-    ratio = check.get("ratio_other_to_main")
+    ratio = check.get("ratio_steady_to_system")
     return (
-        "\nallocator check (plain passes, medians): "
+        "\nallocator check (fresh processes, plain passes, medians): "
         + " vs ".join(parts)
-        + (
-            f", {check['other']['condition']}/{check['main']['condition']} {ratio:.3f}"
-            if ratio
-            else ""
-        )
+        + (f", steady/system {ratio:.3f}" if ratio else "")
     )
 
 
