@@ -34,6 +34,7 @@ class Environment:
     timestamp: str
     cuda: dict[str, Any] = field(default_factory=dict)
     allocator: str = "default"  # latprof.measure.allocator: host allocator thresholds
+    glibc: str | None = None  # glibc's version: the steady allocator needs it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,4 +112,5 @@ def capture(device: str = "cpu") -> Environment:
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         cuda=cuda,
         allocator=allocator.setting(),
+        glibc=allocator.glibc_version(),
     )

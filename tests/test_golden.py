@@ -79,6 +79,7 @@ VOLATILE_ENV = (
     "flush_denormal",
     "timestamp",
     "allocator",
+    "glibc",
 )
 # Environment variables that change how rich/typer render (colour, width, terminal).
 CLI_ENV = {
