@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_FILE := $(VENV)/.torch
 
-.PHONY: install demo test lint bench mutation clean FORCE
+.PHONY: install demo test lint bench gpu-check mutation clean FORCE
 
 install: $(STAMP)
 
@@ -38,6 +38,10 @@ test: lint
 
 bench: install
 	$(BIN)/python bench/run_all.py
+
+# On a GPU machine, after make install TORCH="torch==... --index-url .../whl/cu128":
+gpu-check: install
+	$(BIN)/python bench/gpu_check.py
 
 # Mutation testing with mutmut (docs/testing.md); not part of `make test`, tens of minutes.
 # MUTANTS narrows it to some mutant names, e.g. make mutation MUTANTS='latprof.stats.*';

@@ -171,9 +171,6 @@ def measure(
     if repeats < 1 or warmup < 0:
         raise UsageError(f"repeats must be ≥ 1 and warmup ≥ 0, got {repeats} and {warmup}")
     check_device(device)
-    from latprof.measure import allocator
-
-    allocator.steady()
     if device != "cpu" and not device.startswith("cuda"):
         raise DeviceError(f"cannot calibrate device {device!r}; use cpu or cuda[:N]")
     n_default, mb_default = default_sizes(device)

@@ -24,6 +24,8 @@ class ProfileConfig:
     trials: int = 20
     calibrate_bias: bool = True
     allocator: str = "system"  # host allocator condition: system (untouched) or steady
+    tf32: bool | None = None  # CUDA: TF32 for matmul and cuDNN; None leaves PyTorch's own
+    cudnn_benchmark: bool | None = None  # CUDA: cudnn.benchmark; None leaves PyTorch's own
 
     def __post_init__(self) -> None:
         if self.allocator not in ("system", "steady"):
@@ -41,6 +43,11 @@ class ProfileConfig:
             )
         if self.trials < 1:
             raise UsageError(f"--trials must be at least 1, got {self.trials}")
+        for name, value in (("--tf32", self.tf32), ("--cudnn-benchmark", self.cudnn_benchmark)):
+            if value is not None and not self.device.startswith("cuda"):
+                raise UsageError(
+                    f"{name} sets a CUDA condition; it has no meaning with --device cpu"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +68,8 @@ class MeasureSettings:
     warmup: int = 10
     trials: int = 20
     flush_every: int = 16
+    tf32: bool | None = None  # CUDA conditions; None leaves PyTorch's own
+    cudnn_benchmark: bool | None = None
 
     @classmethod
     def of_table(
@@ -73,6 +82,8 @@ class MeasureSettings:
             batch=int(meta.get("batch") or 1),
             warmup=int(meta.get("warmup", 10)) if warmup is None else warmup,
             trials=int(meta.get("trials", 20)) if trials is None else trials,
+            tf32=meta.get("tf32"),
+            cudnn_benchmark=meta.get("cudnn_benchmark"),
         )
 
 

@@ -84,6 +84,8 @@ def cuda_info(torch: Any, device: str) -> dict[str, Any]:
         "cudnn": torch.backends.cudnn.version(),
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
         "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+        "deterministic": bool(torch.are_deterministic_algorithms_enabled()),
     }
 
 

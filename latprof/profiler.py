@@ -14,7 +14,16 @@ from latprof.errors import ModelRunError, UsageError, is_out_of_memory, out_of_m
 from latprof.macs import count_layer_costs
 from latprof.measure import allocator
 from latprof.measure.clocks import Clock, clock_for
-from latprof.measure.device import DTYPES, check_device, eval_mode, place, prepare_model, threads
+from latprof.measure.device import (
+    DTYPES,
+    check_device,
+    cuda_flags,
+    device_context,
+    eval_mode,
+    place,
+    prepare_model,
+    threads,
+)
 from latprof.measure.hooks import (
     ROOT_NAME,
     FaultProbe,
@@ -91,7 +100,11 @@ def profile(
     check_model(model)
     check_device(config.device)
     dtype = DTYPES[config.dtype]
-    with threads(config.threads):
+    with (
+        threads(config.threads),
+        device_context(config.device),
+        cuda_flags(config.tf32, config.cudnn_benchmark),
+    ):
         try:
             model = prepare_model(model, config.device, dtype)
             args = place(tuple(args), config.device, dtype)
@@ -161,6 +174,9 @@ def profile(
         bias_us=bias,
     )
     result_profile.notices.extend(notices_for(result_profile, uncalled=len(names) - len(order)))
+    launch_bound = getattr(clock, "launch_bound_share", None)
+    if launch_bound is not None and launch_bound > 0.5:
+        result_profile.notices.append(launch_bound_notice(launch_bound))
     scripted = scripted_modules(model)
     if scripted:
         result_profile.notices.append(
@@ -259,4 +275,15 @@ def _negative_unattributed(prof: Profile) -> Notice:
         f"(unattributed) is negative: the leaf sum exceeds end-to-end latency by "
         f"{excess:.2f} µs{within}; a slow sample (spike) in a layer raises its mean",
         f"{hint}; raise --trials, or re-run on a quieter machine",
+    )
+
+
+def launch_bound_notice(share: float) -> Notice:
+    """The GPU waited on the host in most passes: per-layer times measure the launches."""
+    return Notice(
+        "launch-bound",
+        f"in {100 * share:.0f} % of the timed passes the GPU waited on the host: it finished "
+        "as soon as the CPU had launched the last kernel, so the layer times measure Python "
+        "and kernel-launch overhead more than GPU work",
+        "use a larger --batch-size, or CUDA graphs / torch.compile in deployment",
     )

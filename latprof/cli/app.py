@@ -19,7 +19,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from latprof.errors import LatprofError, LatprofWarning
+from latprof.errors import LatprofError, LatprofWarning, UsageError
 
 app = typer.Typer(
     name="latprof",
@@ -50,6 +50,18 @@ OutOpt = Annotated[
         "--output",
         "-o",
         help="Write to FILE; the format comes from the extension (.csv .json .md .parquet).",
+    ),
+]
+Tf32Opt = Annotated[
+    str | None,
+    typer.Option(
+        "--tf32", help="CUDA: TF32 for matmul and cuDNN, on or off. Default: PyTorch's own."
+    ),
+]
+CudnnBenchmarkOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cudnn-benchmark", help="CUDA: cudnn.benchmark, on or off. Default: PyTorch's own."
     ),
 ]
 ByOpt = Annotated[str, typer.Option("--by", help="category or layer.")]
@@ -121,6 +133,15 @@ def main_options(
     ] = False,
 ) -> None:
     STATE["debug"] = debug
+
+
+def on_off(value: str | None, name: str) -> bool | None:
+    """'on' -> True, 'off' -> False, None -> None (leave the setting alone)."""
+    if value is None:
+        return None
+    if value not in ("on", "off"):
+        raise UsageError(f"{name} {value!r}: use on or off")
+    return value == "on"
 
 
 def set_threads(n: int | None) -> None:

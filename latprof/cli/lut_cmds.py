@@ -10,13 +10,16 @@ from typing import Annotated, Any
 import typer
 
 from latprof.cli.app import (
+    CudnnBenchmarkOpt,
     DeviceOpt,
     DtypeOpt,
     FormatOpt,
     ProgressView,
+    Tf32Opt,
     ThreadsOpt,
     command,
     console,
+    on_off,
     set_threads,
 )
 from latprof.cli.output import emit_rows, resolve_formats, wrote
@@ -148,13 +151,21 @@ def build_lut_cmd(
     statistic: StatisticOpt = "p10",
     self_check: SelfCheckOpt = 10,
     fit: FitOpt = 20,
+    tf32: Tf32Opt = None,
+    cudnn_benchmark: CudnnBenchmarkOpt = None,
 ) -> None:
     """Measure every candidate op of a search space (or every leaf layer of some models)."""
     from latprof.config import ProfileConfig, parse_device
     from latprof.lut import plan as planmod
     from latprof.measure.device import check_device
 
-    ProfileConfig(device=device, dtype=dtype, threads=threads, warmup=warmup, trials=trials)
+    flags = {
+        "tf32": on_off(tf32, "--tf32"),
+        "cudnn_benchmark": on_off(cudnn_benchmark, "--cudnn-benchmark"),
+    }
+    ProfileConfig(
+        device=device, dtype=dtype, threads=threads, warmup=warmup, trials=trials, **flags
+    )
     context = planmod.check_options(
         space=space, archs=archs, models=models, width_step=width_step, context=context,
         statistic=statistic, resume=resume, remeasure_noisy=remeasure_noisy, shard=shard,
@@ -164,7 +175,7 @@ def build_lut_cmd(
     plan = planmod.plan_build(
         space=space, archs=archs, models=models, device=device, batch=batch_size, dtype=dtype,
         warmup=warmup, trials=trials, width_step=width_step, context=context,
-        statistic=statistic, shard=shard,
+        statistic=statistic, shard=shard, **flags,
     )  # fmt: skip
     out = out or plan.default_output()
     for name, value in (("--self-check", self_check), ("--fit", fit)):

@@ -10,14 +10,17 @@ import typer
 
 from latprof.cli.app import (
     ByOpt,
+    CudnnBenchmarkOpt,
     DeviceOpt,
     DtypeOpt,
     FormatOpt,
     OutOpt,
     ProgressView,
+    Tf32Opt,
     ThreadsOpt,
     TopOpt,
     command,
+    on_off,
     set_threads,
 )
 from latprof.cli.output import emit_profile, emit_rows, resolve_formats, wrote
@@ -113,6 +116,8 @@ def profile_cmd(
     calibration: CalibrationOpt = None,
     allocator: AllocatorOpt = "system",
     allocator_check: AllocatorCheckOpt = None,
+    tf32: Tf32Opt = None,
+    cudnn_benchmark: CudnnBenchmarkOpt = None,
 ) -> None:
     """Time every leaf layer of MODEL; aggregate per layer category."""
     from latprof.config import ProfileConfig, parse_shape
@@ -127,6 +132,8 @@ def profile_cmd(
         warmup=warmup,
         trials=trials,
         allocator=check_condition(allocator),
+        tf32=on_off(tf32, "--tf32"),
+        cudnn_benchmark=on_off(cudnn_benchmark, "--cudnn-benchmark"),
     )
     if batch_size is not None and batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")

@@ -31,6 +31,7 @@ from latprof.lut.measurement import (
 )
 from latprof.measure import allocator
 from latprof.measure.clocks import Clock
+from latprof.measure.device import measuring
 
 NETWORK_WARMUP = 2
 """Passes of a whole network before its trials; every entry was first warmed up alone."""
@@ -98,6 +99,18 @@ class _BlockFailed(Exception):
 
 
 def measure_group(
+    networks: Sequence[Sequence[str]],
+    jobs: dict[str, Job],
+    record: set[str],
+    settings: MeasureSettings,
+    clock: Clock,
+) -> dict[str, dict[str, Any]]:
+    """`_measure_group` on the measured device, under the settings' CUDA conditions."""
+    with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
+        return _measure_group(networks, jobs, record, settings, clock)
+
+
+def _measure_group(
     networks: Sequence[Sequence[str]],
     jobs: dict[str, Job],
     record: set[str],

@@ -14,7 +14,7 @@ from latprof.lut.jobs import Job
 from latprof.macs import count_layer_costs
 from latprof.measure import allocator
 from latprof.measure.clocks import Clock
-from latprof.measure.device import DTYPES, place
+from latprof.measure.device import DTYPES, measuring, place
 from latprof.measure.runner import time_plain
 from latprof.stats import summarize
 
@@ -95,6 +95,12 @@ def finish_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure_jobs(jobs: Sequence[Job], settings: MeasureSettings, clock: Clock) -> list[dict]:
+    """`_measure_jobs` on the measured device, under the settings' CUDA conditions."""
+    with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
+        return _measure_jobs(jobs, settings, clock)
+
+
+def _measure_jobs(jobs: Sequence[Job], settings: MeasureSettings, clock: Clock) -> list[dict]:
     """Measure a batch alone: build and warm every job, then time them round-robin
     (A B C A B C) so drift spreads over all entries and each is timed right after a
     different block."""

@@ -89,12 +89,21 @@ def plan_build(
     context: str | None = None,
     statistic: str = "p10",
     shard: str | None = None,
+    tf32: bool | None = None,
+    cudnn_benchmark: bool | None = None,
 ) -> BuildPlan:
     """The jobs and metadata of a table of a space (or of some models' leaf layers)."""
     from latprof.env import capture
 
     device = parse_device(device)
-    ProfileConfig(device=device, dtype=dtype, warmup=warmup, trials=trials)
+    ProfileConfig(
+        device=device,
+        dtype=dtype,
+        warmup=warmup,
+        trials=trials,
+        tf32=tf32,
+        cudnn_benchmark=cudnn_benchmark,
+    )
     batch = batch or (32 if device.startswith("cuda") else 1)
     if batch < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch}")
@@ -108,6 +117,8 @@ def plan_build(
         "trials": trials,
         "context": context,
         "statistic": statistic,
+        "tf32": tf32,
+        "cudnn_benchmark": cudnn_benchmark,
     }
     if models:
         jobs, slots, label = _model_part(models, batch, dtype, meta)
@@ -123,7 +134,13 @@ def plan_build(
         shard=list(shard_spec) if shard_spec else None,
     )
     settings = MeasureSettings(
-        device=device, dtype=dtype, batch=batch, warmup=warmup, trials=trials
+        device=device,
+        dtype=dtype,
+        batch=batch,
+        warmup=warmup,
+        trials=trials,
+        tf32=tf32,
+        cudnn_benchmark=cudnn_benchmark,
     )
     jobs = [j for j in jobs if jobsmod.in_shard(j.key, shard_spec)]
     return BuildPlan(jobs, slots, settings, meta, label, shard_spec)

@@ -82,6 +82,8 @@ COMPATIBLE = (
     "width_step",
     "context",
     "statistic",
+    "tf32",
+    "cudnn_benchmark",
 )
 
 

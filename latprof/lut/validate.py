@@ -18,7 +18,7 @@ from latprof.lut.table import LatencyTable
 from latprof.macs import count_layer_costs
 from latprof.measure import allocator
 from latprof.measure.clocks import Clock, clock_for
-from latprof.measure.device import DTYPES, eval_mode, place, prepare_model
+from latprof.measure.device import DTYPES, eval_mode, measuring, place, prepare_model
 from latprof.measure.runner import time_plain
 from latprof.space import arch as archmod
 from latprof.stats import Stats, summarize
@@ -28,6 +28,17 @@ ROUNDS = 5
 
 
 def measure_many(
+    networks: list[Network],
+    settings: MeasureSettings,
+    clock: Clock | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[tuple[Stats, float]]:
+    """`_measure_many` on the measured device, under the settings' CUDA conditions."""
+    with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
+        return _measure_many(networks, settings, clock, progress)
+
+
+def _measure_many(
     networks: list[Network],
     settings: MeasureSettings,
     clock: Clock | None = None,

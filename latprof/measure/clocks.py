@@ -7,6 +7,7 @@ which on CUDA synchronises once for the whole pass.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -42,32 +43,62 @@ class CpuClock:
 
 
 class CudaClock:
-    """CUDA events recorded on the current stream; one synchronisation per pass."""
+    """CUDA events on the current stream *of the measured device*; one synchronisation per
+    pass. `cuda` is the torch.cuda module (tests pass a fake that records where events go).
+
+    Per pass it also compares the GPU's span (first to last event) with the host's time to
+    launch the pass: a GPU that finishes as soon as the host has launched the last kernel was
+    waiting on the host (launch-bound), and its per-layer times measure the launches.
+    """
 
     name = "cuda.event"
 
-    def __init__(self, device: Any) -> None:
-        import torch
+    def __init__(
+        self, device: Any, cuda: Any = None, host_ns: Callable[[], int] = time.perf_counter_ns
+    ) -> None:
+        if cuda is None:
+            import torch
 
-        self._torch = torch
-        self._device = device
+            cuda = torch.cuda
+        self._cuda = cuda
+        text = str(device)  # "cuda", "cuda:N" or a torch.device
+        index = int(text.split(":")[1]) if ":" in text else None
+        self.index = cuda.current_device() if index is None else index
+        self._host_ns = host_ns
         self._pool: list[Any] = []
         self._next = 0
+        self._stream: Any = None
+        self._host_start = 0
+        self.passes = 0
+        self.launch_bound = 0
 
     def start_pass(self) -> None:
         self._next = 0
+        self._stream = self._cuda.current_stream(self.index)
+        self._host_start = self._host_ns()
 
     def mark(self) -> Any:
         if self._next == len(self._pool):
-            self._pool.append(self._torch.cuda.Event(enable_timing=True))
+            self._pool.append(self._cuda.Event(enable_timing=True))
         event = self._pool[self._next]
         self._next += 1
-        event.record()
+        event.record(self._stream)
         return event
 
     def finish(self) -> None:
-        if self._next:
-            self._pool[self._next - 1].synchronize()
+        if not self._next:
+            return
+        host_us = (self._host_ns() - self._host_start) / 1000.0
+        self._pool[self._next - 1].synchronize()
+        self.passes += 1
+        if self._next > 1:
+            gpu_us = self.elapsed_us(self._pool[0], self._pool[self._next - 1])
+            self.launch_bound += gpu_us <= host_us
+
+    @property
+    def launch_bound_share(self) -> float | None:
+        """Share of passes in which the GPU waited on the host (None before any pass)."""
+        return self.launch_bound / self.passes if self.passes else None
 
     @staticmethod
     def elapsed_us(start: Any, end: Any) -> float:

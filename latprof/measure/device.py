@@ -1,11 +1,11 @@
 """Device and dtype helpers: check a device, place tensors, convert a model, eval mode,
-threads for a block."""
+threads for a block, the CUDA device context and the CUDA conditions (TF32, cudnn.benchmark)."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -81,3 +81,58 @@ def prepare_model(model: nn.Module, device: str, dtype: torch.dtype) -> nn.Modul
         for t in tensors
     )
     return model if same else copy.deepcopy(model).to(device=device, dtype=dtype)
+
+
+def device_context(device: str) -> Any:
+    """`torch.cuda.device(N)` for a CUDA device (so that the current device and its current
+    stream are the measured ones), else a no-op context."""
+    if not device.startswith("cuda"):
+        return nullcontext()
+    return torch.cuda.device(torch.device(device))
+
+
+CUDA_FLAGS = ("tf32", "cudnn_benchmark")
+
+
+def cuda_flags_now() -> dict[str, bool]:
+    """The GPU conditions that change latency: TF32 (matmul, cuDNN), cudnn.benchmark,
+    deterministic algorithms."""
+    return {
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "deterministic": bool(torch.are_deterministic_algorithms_enabled()),
+    }
+
+
+@contextmanager
+def cuda_flags(tf32: bool | None = None, cudnn_benchmark: bool | None = None) -> Iterator[None]:
+    """Set TF32 (matmul and cuDNN) and cudnn.benchmark for the block when asked (None leaves
+    PyTorch's own setting), then restore them."""
+    before = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    )
+    try:
+        if tf32 is not None:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
+        if cudnn_benchmark is not None:
+            torch.backends.cudnn.benchmark = cudnn_benchmark
+        yield
+    finally:
+        (
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32,
+            torch.backends.cudnn.benchmark,
+        ) = before
+
+
+@contextmanager
+def measuring(
+    device: str, tf32: bool | None = None, cudnn_benchmark: bool | None = None
+) -> Iterator[None]:
+    """The measured device as the current one, with the CUDA conditions asked for."""
+    with device_context(device), cuda_flags(tf32, cudnn_benchmark):
+        yield

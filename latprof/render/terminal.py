@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from latprof.records import Notice, Profile
+from latprof.render.text import cuda_conditions
 
 BAR_WIDTH = 20
 
@@ -40,7 +41,7 @@ def header(p: Profile) -> Text:
     return Text.assemble(
         (p.model, "bold"),
         f"  input {', '.join(p.input_shapes)}  ·  {c.device} ({e.device_name})"
-        f"  ·  {c.dtype}  ·  {threads}  ·  allocator {c.allocator}"
+        f"  ·  {c.dtype}  ·  {threads}  ·  allocator {c.allocator}{cuda_conditions(e.cuda)}"
         f"  ·  warm-up {c.warmup}, trials {c.trials}",
     )
 

@@ -62,3 +62,15 @@ def notice_plain(notice: Any) -> str:
     if notice.hint:
         text += f"  hint: {notice.hint}\n"
     return text
+
+
+def cuda_conditions(cuda: dict) -> str:
+    """'  ·  TF32 on  ·  cudnn.benchmark off' on CUDA (recorded flags), '' on CPU."""
+    if not cuda:
+        return ""
+    onoff = {True: "on", False: "off"}
+    return (
+        f"  ·  TF32 {onoff.get(cuda.get('tf32_matmul'), '?')}"
+        f"  ·  cudnn.benchmark {onoff.get(cuda.get('cudnn_benchmark'), '?')}"
+        + ("  ·  deterministic" if cuda.get("deterministic") else "")
+    )
