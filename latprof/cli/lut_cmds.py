@@ -199,23 +199,22 @@ def build_lut_cmd(
 
 
 def _check(out: Path, fit: int, self_check: int) -> None:
-    """The correction fit, then the self-check on other archs; both saved in the table."""
+    """The correction fit, then the self-check on other archs (each measured in a fresh
+    process); both saved in the table."""
     from latprof.lut import correction, selfcheck
     from latprof.lut.table import LatencyTable, describe
 
     table = LatencyTable.load(out)
-    view = ProgressView(f"checking {out.name}", delay_s=0.0)
-    try:
-        if fit:
-            c = correction.fit_table(table, fit, progress=lambda d, t: view("fit", d, t))
-            table.save(out)
-            typer.echo(correction.describe(c))
-        if self_check:
-            selfcheck.run(table, self_check, progress=lambda d, t: view("self-check", d, t))
-            table.save(out)
-            typer.echo(describe(table.meta["self_check"]))
-    finally:
-        view.close()
+    if fit:
+        typer.echo(f"latprof: fitting on {fit} random architectures (a fresh process)", err=True)
+        c = correction.fit_table(table, fit, path=out)
+        table.save(out)
+        typer.echo(correction.describe(c))
+    if self_check:
+        typer.echo(f"latprof: self-check of {self_check} other architectures", err=True)
+        selfcheck.run(table, self_check, path=out)
+        table.save(out)
+        typer.echo(describe(table.meta["self_check"]))
 
 
 def _build(plan: Any, out: Path, resume: bool, remeasure_noisy: bool) -> None:

@@ -11,11 +11,13 @@ scores it on archs it never saw.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from latprof.config import MeasureSettings
+from latprof.lut import fresh
 from latprof.lut import validate as val
 from latprof.lut.table import LatencyTable
 
@@ -66,12 +68,19 @@ def fit_table(
     k: int = FIT_ARCHS,
     seed: int = FIT_SEED,
     progress: Callable[[int, int], None] | None = None,
+    path: Path | None = None,
 ) -> dict[str, Any]:
     """Measure k random archs of the table's space end to end, fit, store the correction in
-    `table.meta["correction"]` (with the seed) and return it."""
+    `table.meta["correction"]` (with the seed) and return it. With `path` (the table saved
+    there, without a correction) the archs are measured in a fresh process."""
     table.meta.pop("correction", None)  # the fit is of the raw sums
-    targets = val.sampled_targets(table, k, seed)
-    rows = val.validate(table, targets, MeasureSettings.of_table(table.meta), progress=progress)
+    if path is not None:
+        table.save(path)
+        rows = fresh.validate_rows(path, k, seed)
+    else:
+        targets = val.sampled_targets(table, k, seed)
+        settings = MeasureSettings.of_table(table.meta)
+        rows = val.validate(table, targets, settings, progress=progress)
     ok = [r for r in rows if r["sum_us"] is not None]
     correction = fit(
         [r["sum_us"] for r in ok], [r["blocks"] for r in ok], [r["measured_us"] for r in ok]

@@ -9,9 +9,11 @@ FIT_SEED. Neither seed is used to evaluate accuracy: bench/accuracy_bench.py use
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from latprof.config import MeasureSettings
+from latprof.lut import fresh
 from latprof.lut import validate as val
 from latprof.lut.table import LatencyTable
 from latprof.rank_metrics import kendall_tau
@@ -25,17 +27,19 @@ def run(
     k: int = SELF_CHECK_ARCHS,
     seed: int = SELF_CHECK_SEED,
     progress: Callable[[int, int], None] | None = None,
+    path: Path | None = None,
 ) -> dict[str, Any]:
     """Measure K random archs of the table's space (or, for a layer table, its models) end
-    to end; their errors become `table.meta["self_check"]`, which is also returned."""
-    if table.meta.get("source") == "models":
-        targets: list[Any] = list(table.meta.get("models") or [])
-        population = "models"
+    to end; their errors become `table.meta["self_check"]`, which is also returned. With
+    `path` (the table saved there) they are measured in a fresh process (lut/fresh.py)."""
+    models = list(table.meta.get("models") or []) if table.meta.get("source") == "models" else []
+    population = "models" if models else "random"
+    if path is not None:
+        rows = fresh.validate_rows(path, k, seed, models)
     else:
-        targets = val.sampled_targets(table, k, seed)
-        population = "random"
-    settings = MeasureSettings.of_table(table.meta)
-    rows = val.validate(table, targets, settings, "report", progress=progress)
+        targets: list[Any] = models or val.sampled_targets(table, k, seed)
+        settings = MeasureSettings.of_table(table.meta)
+        rows = val.validate(table, targets, settings, "report", progress=progress)
     check = summarize_rows(rows, population, seed if population == "random" else None)
     table.meta["self_check"] = check
     return check

@@ -1,0 +1,55 @@
+"""Validation rows measured in a fresh process (`python -m latprof.lut.fresh`).
+
+A build's own process is not where a table's predictions are used: after measuring
+thousands of entries it runs whole networks 5-13 % slower than a fresh process does (mbv2,
+this project's CPU; docs/benchmarks.md). The build's fit and self-check therefore measure
+their architectures in a child process, as `latprof validate` would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from latprof.errors import LatprofWarning, ModelRunError
+
+
+def validate_rows(path: Path, samples: int, seed: int, models: list[str] | None = None) -> list:
+    """Rows of `validate` for `samples` random archs of `seed` (or for `models`) of the table
+    at `path`, measured in a fresh child process with the table's thread count."""
+    request = {"path": str(path), "samples": samples, "seed": seed, "models": models or []}
+    cmd = [sys.executable, "-m", "latprof.lut.fresh", json.dumps(request)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise ModelRunError(
+            f"measuring architectures in a fresh process failed: {lines[-1] if lines else '?'}"
+        )
+    return json.loads(done.stdout)
+
+
+def _main(request: dict[str, Any]) -> None:
+    import torch
+
+    from latprof.config import MeasureSettings
+    from latprof.lut import validate as val
+    from latprof.lut.table import LatencyTable
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LatprofWarning)
+        table = LatencyTable.load(request["path"])
+    if table.meta.get("threads"):
+        torch.set_num_threads(int(table.meta["threads"]))
+    targets: list[Any] = list(request["models"]) or val.sampled_targets(
+        table, request["samples"], request["seed"]
+    )
+    rows = val.validate(table, targets, MeasureSettings.of_table(table.meta), "report")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    _main(json.loads(sys.argv[1]))
