@@ -20,6 +20,7 @@ from latprof.measure.device import (
     cuda_flags,
     device_context,
     eval_mode,
+    model_devices,
     place,
     prepare_model,
     threads,
@@ -105,6 +106,7 @@ def profile(
         device_context(config.device),
         cuda_flags(config.tf32, config.cudnn_benchmark),
     ):
+        moved_from = next(iter(model_devices(model)), None)
         try:
             model = prepare_model(model, config.device, dtype)
             args = place(tuple(args), config.device, dtype)
@@ -174,6 +176,15 @@ def profile(
         bias_us=bias,
     )
     result_profile.notices.extend(notices_for(result_profile, uncalled=len(names) - len(order)))
+    if moved_from and moved_from.startswith("cuda") and moved_from != _indexed(config.device):
+        result_profile.notices.append(
+            Notice(
+                "moved",
+                f"the model was on {moved_from}; a copy was measured on {config.device} (the "
+                "model itself was not moved)",
+                f"pass --device {moved_from} to measure it where it is",
+            )
+        )
     launch_bound = getattr(clock, "launch_bound_share", None)
     if launch_bound is not None and launch_bound > 0.5:
         result_profile.notices.append(launch_bound_notice(launch_bound))
@@ -287,3 +298,10 @@ def launch_bound_notice(share: float) -> Notice:
         "and kernel-launch overhead more than GPU work",
         "use a larger --batch-size, or CUDA graphs / torch.compile in deployment",
     )
+
+
+def _indexed(device: str) -> str:
+    """'cuda' -> 'cuda:N' (the current device), as torch names a tensor's device."""
+    if device == "cuda":
+        return f"cuda:{torch.cuda.current_device()}"
+    return device

@@ -123,3 +123,12 @@ def test_cuda_conditions_on_cpu_are_one_line_errors() -> None:
         assert "--tf32 sets a CUDA condition; it has no meaning with --device cpu" in result.stderr
     result = CliRunner().invoke(app, ["profile", "zoo:cnn", "--cudnn-benchmark", "maybe"])
     assert result.exit_code == 2 and "--cudnn-benchmark 'maybe': use on or off" in result.stderr
+
+
+def test_a_model_split_over_devices_is_refused_naming_the_parameter() -> None:
+    from latprof.profiler import profile
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2, device="meta"))
+    expected = r"several devices \('0.weight' on cpu; '1.weight' on meta"
+    with pytest.raises(UsageError, match=expected):
+        profile(model, (torch.zeros(1, 2),), config=ProfileConfig(warmup=1, trials=1))

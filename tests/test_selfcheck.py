@@ -80,11 +80,16 @@ def test_load_warns_about_a_table_without_self_check(tiny_lut: Path, tmp_path: P
 def test_build_stores_the_self_check_and_report_shows_it(tmp_path: Path) -> None:
     out = tmp_path / "t.parquet"
     args = ["build-lut", "--space", "tests/spaces/tiny.toml", "--width-step", "4", "--warmup",
-            "1", "--trials", "3", "--threads", "1", "--self-check", "3"]  # fmt: skip
+            "1", "--trials", "3", "--threads", "1", "--self-check", "3", "--fit", "4"]  # fmt: skip
     args += ["-o", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    check = LatencyTable.load(out).meta["self_check"]
+    meta = LatencyTable.load(out).meta
+    fitted = meta["correction"]
+    assert (fitted["k"], fitted["seed"]) == (4, 4409)
+    assert fitted["features"] == ["sum_us", "blocks", "one"]
+    assert len(fitted["coef"]) == 3 and "correction fitted on 4 random" in result.stdout
+    check = meta["self_check"]
     assert (check["population"], check["k"], check["seed"]) == ("random", 3, 7301)
     assert [a["arch"] for a in check["archs"]] == [f"sample-7301-{i}" for i in range(3)]
     errors = sorted(abs(a["predicted_us"] / a["measured_us"] - 1) * 100 for a in check["archs"])

@@ -99,3 +99,12 @@ def test_imports_work_without_tomllib_as_on_python_3_10() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_no_cli_function_is_long() -> None:
+    """Each command parses, calls the library and renders: about 60 lines at most."""
+    for f in (ROOT / "cli").glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                length = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+                assert length <= 62, f"{f.name}:{node.name} has {length} lines"

@@ -144,6 +144,14 @@ def on_off(value: str | None, name: str) -> bool | None:
     return value == "on"
 
 
+def cuda_conditions(tf32: str | None, cudnn_benchmark: str | None) -> dict[str, bool | None]:
+    """--tf32 and --cudnn-benchmark as ProfileConfig/plan keyword arguments."""
+    return {
+        "tf32": on_off(tf32, "--tf32"),
+        "cudnn_benchmark": on_off(cudnn_benchmark, "--cudnn-benchmark"),
+    }
+
+
 def set_threads(n: int | None) -> None:
     """torch intra-op threads, as the user asked (--threads); nothing when not asked."""
     if n is not None:

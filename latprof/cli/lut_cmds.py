@@ -19,7 +19,7 @@ from latprof.cli.app import (
     ThreadsOpt,
     command,
     console,
-    on_off,
+    cuda_conditions,
     set_threads,
 )
 from latprof.cli.output import emit_rows, resolve_formats, wrote
@@ -115,9 +115,10 @@ FitOpt = Annotated[
     int,
     typer.Option(
         "--fit",
-        help="After the build, measure K random architectures end to end and fit "
-        "latency = a·Σentries + b·blocks + c (stored in the table; predict, validate, "
-        "compare and expected latency use it; the raw sum stays beside it). 0: no fit.",
+        help="After the build, measure K random architectures end to end (in a fresh "
+        "process) and fit latency = a·Σentries + b·blocks + c (stored in the table; predict, "
+        "validate, compare and expected latency use it; the raw sum stays beside it). "
+        "0: no fit.",
     ),
 ]
 StatisticOpt = Annotated[
@@ -159,10 +160,7 @@ def build_lut_cmd(
     from latprof.lut import plan as planmod
     from latprof.measure.device import check_device
 
-    flags = {
-        "tf32": on_off(tf32, "--tf32"),
-        "cudnn_benchmark": on_off(cudnn_benchmark, "--cudnn-benchmark"),
-    }
+    flags = cuda_conditions(tf32, cudnn_benchmark)
     ProfileConfig(
         device=device, dtype=dtype, threads=threads, warmup=warmup, trials=trials, **flags
     )
@@ -178,9 +176,7 @@ def build_lut_cmd(
         statistic=statistic, shard=shard, **flags,
     )  # fmt: skip
     out = out or plan.default_output()
-    for name, value in (("--self-check", self_check), ("--fit", fit)):
-        if value < 0:
-            raise UsageError(f"{name} must be 0 or more, got {value}")
+    _check_counts(self_check=self_check, fit=fit)
     whole_space = not plan.shard and "-archs" not in plan.label
     self_check = self_check if whole_space else 0
     fit = fit if whole_space and plan.meta["source"] == "space" else 0
@@ -196,6 +192,12 @@ def build_lut_cmd(
     _build(plan, out, resume, remeasure_noisy)
     if fit or self_check:
         _check(out, fit, self_check)
+
+
+def _check_counts(**counts: int) -> None:
+    for name, value in counts.items():
+        if value < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be 0 or more, got {value}")
 
 
 def _check(out: Path, fit: int, self_check: int) -> None:

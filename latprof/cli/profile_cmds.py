@@ -20,7 +20,7 @@ from latprof.cli.app import (
     ThreadsOpt,
     TopOpt,
     command,
-    on_off,
+    cuda_conditions,
     set_threads,
 )
 from latprof.cli.output import emit_profile, emit_rows, resolve_formats, wrote
@@ -132,8 +132,7 @@ def profile_cmd(
         warmup=warmup,
         trials=trials,
         allocator=check_condition(allocator),
-        tf32=on_off(tf32, "--tf32"),
-        cudnn_benchmark=on_off(cudnn_benchmark, "--cudnn-benchmark"),
+        **cuda_conditions(tf32, cudnn_benchmark),
     )
     if batch_size is not None and batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")

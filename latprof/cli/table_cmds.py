@@ -318,12 +318,7 @@ def compare_cmd(
     device = parse_device(device)
     ProfileConfig(device=device, dtype=dtype, threads=threads, warmup=warmup, trials=trials)
     check_device(device)
-    if samples < 2:
-        raise UsageError(f"--samples must be at least 2 to rank anything, got {samples}")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-    if plot is not None and plot.suffix != ".png":
-        raise UsageError(f"--plot {plot}: write a .png file")
+    _check_compare(samples, batch_size, plot)
     _check_outputs(fmt, out, details, plot)
     the_space, table = cmp.space_and_table(
         space, lut, allow_mismatch, device=device, batch=batch_size, dtype=dtype, threads=threads
@@ -364,6 +359,15 @@ def _check_outputs(
         resolve_formats(None, details, "--details")
     if plot is not None:
         check_writable(plot, "--plot")
+
+
+def _check_compare(samples: int, batch_size: int, plot: Path | None) -> None:
+    if samples < 2:
+        raise UsageError(f"--samples must be at least 2 to rank anything, got {samples}")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if plot is not None and plot.suffix != ".png":
+        raise UsageError(f"--plot {plot}: write a .png file")
 
 
 def _compare_outputs(result: Any, details: Path | None, plot: Path | None) -> None:

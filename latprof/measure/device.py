@@ -11,9 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from latprof.errors import DeviceError
+from latprof.config import DTYPES as DTYPE_NAMES
+from latprof.errors import DeviceError, UsageError
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
+"""The --dtype names (latprof.config.DTYPES) and their torch dtypes."""
 
 
 def check_device(device: str) -> None:
@@ -70,8 +72,24 @@ def place(value: Any, device: str, dtype: torch.dtype) -> Any:
     return value
 
 
+def model_devices(model: nn.Module) -> dict[str, str]:
+    """Device -> the first parameter or buffer on it; UsageError when there are several
+    (a model split over devices is not one that latprof can move to --device)."""
+    found: dict[str, str] = {}
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        found.setdefault(str(t.device), name)
+    if len(found) > 1:
+        where = "; ".join(f"{name!r} on {dev}" for dev, name in found.items())
+        raise UsageError(
+            f"the model's parameters are on several devices ({where}); move the whole model "
+            "to one device, or profile its parts separately"
+        )
+    return found
+
+
 def prepare_model(model: nn.Module, device: str, dtype: torch.dtype) -> nn.Module:
     """The model itself when already on device/dtype, else a converted deep copy."""
+    model_devices(model)
     tensors = [*model.parameters(), *model.buffers()]
     target = torch.device(device)
     same = all(
