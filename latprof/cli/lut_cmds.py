@@ -213,7 +213,8 @@ def _check(out: Path, fit: int, self_check: int) -> None:
         table.save(out)
         typer.echo(correction.describe(c))
     if self_check:
-        typer.echo(f"latprof: self-check of {self_check} other architectures", err=True)
+        what = "its models" if table.meta.get("source") == "models" else f"{self_check} archs"
+        typer.echo(f"latprof: self-check on {what} (a fresh process)", err=True)
         selfcheck.run(table, self_check, path=out)
         table.save(out)
         typer.echo(describe(table.meta["self_check"]))

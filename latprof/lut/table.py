@@ -291,10 +291,11 @@ def describe(check: dict[str, Any] | None) -> str:
         return f"self-check: no {check.get('population')} architecture could be predicted"
     tau = check.get("kendall_tau")
     seed = f", seed {check['seed']}" if check.get("seed") is not None else ""
+    what = "models" if check["population"] == "models" else f"{check['population']} architectures"
     return (
         f"self-check: median |error| {check['median_abs_error_pct']:.1f} %, max "
         f"{check['max_abs_error_pct']:.1f} %, Kendall τ {'n/a' if tau is None else f'{tau:.2f}'}"
-        f" over {check['k']} {check['population']} architectures{seed}"
+        f" over {check['k']} {what}{seed}"
     )
 
 
