@@ -169,3 +169,19 @@ def test_validate_refuses_a_table_of_another_machine_unless_allowed(
         "latprof: warning: environment differs: device_name: table 'Other CPU 9000', here"
     )
     assert list(pd.read_csv(io.StringIO(allowed.stdout))["arch"]) == ["mine"]
+
+
+def test_predict_measure_misses_honours_threads_for_archs(tiny_lut: Path, tiny_arch: Path) -> None:
+    """--threads applies to architectures too, not only to MODELs of layer tables."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        result = invoke("predict", str(tiny_arch), "--lut", str(tiny_lut), "--threads", "2",
+                        "--allow-mismatch",
+                        "--format", "csv")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
