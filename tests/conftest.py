@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from latprof.measure.allocator import CONDITIONS
+
 
 @pytest.fixture(autouse=True)
 def no_global_hooks_leak() -> Iterator[None]:
@@ -17,6 +19,27 @@ def no_global_hooks_leak() -> Iterator[None]:
     before = (len(m._global_forward_hooks), len(m._global_forward_pre_hooks))
     yield
     assert (len(m._global_forward_hooks), len(m._global_forward_pre_hooks)) == before
+
+
+@pytest.fixture(autouse=True)
+def fast_child_processes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Child processes (the allocator check, the build's fit and self-check) cost ~1.5 s of
+    torch import each: tests stub them unless marked `real_children` (which test them)."""
+    if request.node.get_closest_marker("real_children"):
+        return
+    from latprof import conditions
+    from latprof.lut import fresh
+
+    def two_conditions(child_request: dict, passes: int, warmup: int) -> tuple:
+        runs = [conditions.ConditionRun(n, "stub", [100.0] * passes, 0.0) for n in CONDITIONS]
+        return runs[0], runs[1]
+
+    def in_this_process(path: Path, samples: int, seed: int, models: list | None = None) -> list:
+        request = {"path": str(path), "samples": samples, "seed": seed, "models": models or []}
+        return fresh.rows_for(request)
+
+    monkeypatch.setattr(conditions, "compare", two_conditions)
+    monkeypatch.setattr(fresh, "validate_rows", in_this_process)
 
 
 @pytest.fixture

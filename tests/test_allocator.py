@@ -144,6 +144,7 @@ def test_fault_probe_counts_faults_inside_each_leaf() -> None:
     assert next(ticks) == 0
 
 
+@pytest.mark.real_children
 def test_profile_records_both_conditions_and_layer_faults(tmp_path: Path) -> None:
     out = tmp_path / "p.json"
     args = ["profile", "zoo:cnn", "--threads", "1", "--warmup", "1", "--trials", "4"]

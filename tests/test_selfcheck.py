@@ -77,6 +77,7 @@ def test_load_warns_about_a_table_without_self_check(tiny_lut: Path, tmp_path: P
         CliRunner().invoke(app, ["report", str(bare), "--format", "csv"])
 
 
+@pytest.mark.real_children
 def test_build_stores_the_self_check_and_report_shows_it(tmp_path: Path) -> None:
     out = tmp_path / "t.parquet"
     args = ["build-lut", "--space", "tests/spaces/tiny.toml", "--width-step", "4", "--warmup",

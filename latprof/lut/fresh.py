@@ -32,7 +32,8 @@ def validate_rows(path: Path, samples: int, seed: int, models: list[str] | None 
     return json.loads(done.stdout)
 
 
-def _main(request: dict[str, Any]) -> None:
+def rows_for(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the child process computes (also callable in-process)."""
     import torch
 
     from latprof.config import MeasureSettings
@@ -47,9 +48,8 @@ def _main(request: dict[str, Any]) -> None:
     targets: list[Any] = list(request["models"]) or val.sampled_targets(
         table, request["samples"], request["seed"]
     )
-    rows = val.validate(table, targets, MeasureSettings.of_table(table.meta), "report")
-    print(json.dumps(rows))
+    return val.validate(table, targets, MeasureSettings.of_table(table.meta), "report")
 
 
 if __name__ == "__main__":
-    _main(json.loads(sys.argv[1]))
+    print(json.dumps(rows_for(json.loads(sys.argv[1]))))
