@@ -507,6 +507,18 @@ def test_macs_not_counted_notice_names_the_classes(quiet) -> None:
     assert "macs-not-counted" not in {n.kind for n in counted.notices}
 
 
+def test_negative_unattributed_fires_on_any_negative_value_and_says_if_within_iqr(quiet) -> None:
+    """docs/methodology.md: any negative value warns; the message says when it is noise-sized."""
+    leaf_sum = quiet.summary.leaf_sum_us
+    beyond = kinds(with_samples(quiet, [leaf_sum - 1.0] * 5))["negative-unattributed"]
+    assert "exceeds end-to-end latency by 1.00 µs;" in beyond.message  # IQR 0: not within
+    assert "within" not in beyond.message
+    spread = [leaf_sum - 1.0 + d for d in (-2.0, -1.0, 0.0, 1.0, 2.0)]
+    within = kinds(with_samples(quiet, spread))["negative-unattributed"]
+    assert "by 1.00 µs, within the end-to-end IQR of" in within.message
+    assert "negative-unattributed" not in kinds(with_samples(quiet, [leaf_sum + 0.5] * 5))
+
+
 def test_uncalled_leaves_notice() -> None:
     clock = FakeClock()
     model = Net(clock)

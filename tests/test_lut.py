@@ -300,3 +300,31 @@ def test_estimate_is_exact_when_time_follows_the_proxy(tmp_path: Path) -> None:
     assert build.estimate_build(jobs, SETTINGS, clock=clock, samples=4).sampled == est.sampled
     assert est.seconds >= est.passes_s + est.saves_s > 0
     assert build.estimate_build([], SETTINGS).seconds == 0.0
+
+
+def test_estimate_says_which_samples_failed_and_leaves_their_groups_out() -> None:
+    """A sample that cannot be built gives its group no time, and the estimate says so."""
+    clock = FakeClock()
+
+    def jobs(fail: str | None) -> list[Job]:
+        out = []
+        for job in jobsmod.space_jobs(space(), 1, "float32", width_step=1):
+            ns = int(jobsmod.cost_proxy(job.columns) or 0)
+
+            def make(ns: int = ns, mid: int = job.columns["mid"]) -> tuple[nn.Module, tuple]:
+                if f"m{mid}" == fail:
+                    raise ValueError("no such block")
+                return Work(clock, ns), (torch.zeros(1),)
+
+            out.append(Job(job.key, job.columns, make))
+        return out
+
+    whole = build.estimate_build(jobs(None), SETTINGS, clock=clock, samples=4)
+    assert whole.failed == [] and whole.unestimated == 0
+    est = build.estimate_build(jobs("m13"), SETTINGS, clock=clock, samples=4)
+    # groups by proxy [identity, m8] [m9 m10 m11] [m12 m13 m14] [m15 m16]: m13's is out
+    [key] = [k for k in est.sampled if "|m13|" in k]
+    assert est.failed == [f"{key}: ValueError: no such block"] and est.unestimated == 3
+    passes = SETTINGS.warmup + SETTINGS.trials
+    group = sorted(jobsmod.cost_proxy(j.columns) or 0 for j in jobs(None))[5:8]
+    assert est.passes_s == pytest.approx(whole.passes_s - passes * sum(group) / 1e9, rel=1e-9)

@@ -59,6 +59,8 @@ def test_trust_thresholds_and_description() -> None:
     poor_median = good | {"median_abs_error_pct": 3.5}
     assert trust_problem({"self_check": poor_median}) is not None
     assert "no self-check" in (trust_problem({}) or "")
+    # the flag it names exists (build-lut has --self-check K, 0 skips it; no --no-self-check)
+    assert "--self-check 0)" in (trust_problem({}) or "")
 
 
 def test_load_warns_about_a_table_without_self_check(tiny_lut: Path, tmp_path: Path) -> None:

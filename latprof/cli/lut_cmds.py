@@ -291,8 +291,7 @@ def _dry_run_lines(plan: Any, out: Path, self_check: int) -> list[str]:
     else:
         how = f"measured {k} sample entries spread over the list, scaled by entry count"
     total = f"{est.seconds:.2f}" if est.seconds < 10 else f"{est.seconds:.1f}"
-    return [
-        *lines,
+    lines += [
         f"estimated build time: {total} s (an estimate, typically within ±20 %; "
         "the command's start-up is not included)",
         f"  how: {how}; warm-up {settings.warmup}, trials {settings.trials}, "
@@ -300,6 +299,13 @@ def _dry_run_lines(plan: Any, out: Path, self_check: int) -> list[str]:
         f"  passes {est.passes_s:.2f} s + {len(todo)} x {est.per_entry_s * 1e3:.1f} ms per "
         f"entry (build, MAC count) + saves {est.saves_s:.2f} s",
     ]
+    if est.failed:
+        lines.append(
+            f"  {len(est.failed)} of {k} sample entries failed (e.g. {est.failed[0]}): the "
+            f"{est.unestimated} entries they stand for are not in the estimate (their passes "
+            "count as 0 s); the build records such entries as failed"
+        )
+    return lines
 
 
 def _network_estimate(todo: list[Any], plan: Any, self_check: int) -> list[str]:

@@ -77,6 +77,7 @@ def write_profile(prof: Any, path: Path, fmt: str, by: str, top: int) -> None:
     if fmt == "table":
         from latprof.render.terminal import plain_text, profile_view
 
-        write_text(path, plain_text(profile_view(prof, by=by, top=top)))
+        view = profile_view(prof, by=by, top=top)  # a file is as wide as its tables need
+        write_text(path, plain_text(view, max(140, view.full_width())))
         return
     write_text(path, profile_text(prof, fmt, by))

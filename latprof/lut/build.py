@@ -7,7 +7,7 @@ import math
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,8 @@ class BuildEstimate:
     passes_s: float  # every entry's warm-up and timed passes
     saves_s: float  # writing the table after each batch of flush_every entries
     by_proxy: bool  # whether samples were scaled by cost_proxy (else by count)
+    failed: list[str] = field(default_factory=list)  # "key: error" of samples not built
+    unestimated: int = 0  # entries of the failed samples' groups: no passes counted for them
 
 
 def _save_times(rows: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[float, float]:
@@ -152,7 +154,8 @@ def estimate_build(
     `samples` equal strata; the middle job of each is measured the way `build` measures
     (same warm-up and trials, interleaved). Each stratum's passes are its sample's pass
     time x its size x (mean proxy / sample proxy); on top come the per-entry overhead seen
-    while measuring the samples (build, MAC count) and the saves.
+    while measuring the samples (build, MAC count) and the saves. A sample that cannot be
+    built (or run) gives its stratum no pass time: `failed` and `unestimated` say so.
     """
     n = len(jobs)
     if n == 0:
@@ -185,6 +188,7 @@ def estimate_build(
         passes_s += passes * t * len(stratum) * scale
     first_save, later_save = _save_times(rows, meta or {"kind": "lut"})
     saves_s = first_save + (math.ceil(n / settings.flush_every) - 1) * later_save
+    failed = [(stratum, r) for stratum, r in zip(strata, rows, strict=True) if r["status"] != "ok"]
     return BuildEstimate(
         entries=n,
         seconds=n * per_entry_s + passes_s + saves_s,
@@ -194,4 +198,6 @@ def estimate_build(
         passes_s=passes_s,
         saves_s=saves_s,
         by_proxy=by_proxy,
+        failed=[f"{r['key']}: {r['error']}" for _, r in failed],
+        unestimated=sum(len(stratum) for stratum, _ in failed),
     )

@@ -305,7 +305,7 @@ def trust_problem(meta: dict[str, Any]) -> str | None:
     if not check:
         return (
             "this table carries no self-check (built before latprof had one, or with "
-            "--no-self-check): run `latprof validate --lut TABLE --samples 20` before "
+            "--self-check 0): run `latprof validate --lut TABLE --samples 20` before "
             "trusting its sums"
         )
     if not check.get("k"):

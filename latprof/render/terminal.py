@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Group
+from rich.cells import cell_len
+from rich.constrain import Constrain
 from rich.table import Table
 from rich.text import Text
 
 from latprof.records import Notice, Profile
 from latprof.render.text import cuda_conditions
 
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, JustifyMethod, RenderResult
+
 BAR_WIDTH = 20
+WIDEN = "widen the terminal or use --format csv"
 
 
 def us(value: float | None) -> str:
@@ -46,78 +52,128 @@ def header(p: Profile) -> Text:
     )
 
 
-def category_table(p: Profile) -> Table:
-    table = Table(
-        title="Time per layer category (means over trials, per forward pass)", title_justify="left"
-    )
-    for name, justify in [
-        ("category", "left"),
-        ("calls", "right"),
-        ("time µs", "right"),
-        ("share", "right"),
-        ("", "left"),
-        ("MACs", "right"),
-        ("params", "right"),
-    ]:
-        table.add_column(name, justify=justify)
-    roof = p.calibration is not None
-    if roof:
-        table.add_column("MAC/s", justify="right")
-    for row in p.category_rows():
-        achieved = row.get("achieved_macs_per_s")
-        extra = [count(achieved) if achieved else ""]
-        table.add_row(
-            row["category"],
-            f"{row['calls']:g}",
-            us(row["time_us"]),
-            f"{row['share']:.1%}",
-            bar(row["share"]),
-            count(row["macs"]) if row["layers"] else "",
-            count(row["params"]) if row["layers"] else "",
-            *(extra if roof else []),
-            style="dim" if not row["layers"] else None,
-        )
+@dataclass(eq=False)  # compared by identity: two columns may hold the same cells
+class Column:
+    """A column before it is laid out: its cells as text, and how it gives way to width.
+
+    `drop`: the order in which columns are dropped when the table does not fit (0 first);
+    None: always shown. `wraps`: a name column, which wraps (folds) once no column is left
+    to drop; any other column is shown whole (numbers are never cut)."""
+
+    header: str
+    cells: list[str]
+    justify: JustifyMethod = "right"
+    drop: int | None = None
+    wraps: bool = False
+    label: str = ""  # its name in the "columns dropped" line, when the header is empty
+
+    @property
+    def full(self) -> int:
+        return max([cell_len(self.header), *(cell_len(c) for c in self.cells)])
+
+
+def table_width(columns: list[Column]) -> int:
+    """Characters of a table of these columns, every cell whole (edges, borders, padding)."""
+    return sum(c.full for c in columns) + 3 * len(columns) + 1
+
+
+def fit_columns(columns: list[Column], width: int | None) -> tuple[list[Column], list[Column]]:
+    """(kept, dropped): columns dropped by their `drop` order until the table fits `width`
+    with every cell whole. Names wrap only when even that is too wide."""
+    kept = list(columns)
+    droppable = sorted((c for c in columns if c.drop is not None), key=lambda c: c.drop or 0)
+    while width is not None and table_width(kept) > width and droppable:
+        kept.remove(droppable.pop(0))
+    return kept, [c for c in columns if c not in kept]
+
+
+def laid_out(
+    title: str,
+    columns: list[Column],
+    styles: list[str | None] | None = None,
+    width: int | None = None,
+) -> Table:
+    """A table of the columns that fit `width`, saying which were dropped."""
+    kept, dropped = fit_columns(columns, width)
+    caption = None
+    if dropped:
+        names = ", ".join(c.header or c.label for c in dropped)
+        caption = f"columns dropped for width: {names}; {WIDEN}"
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    for c in kept:
+        if c.wraps:  # rich narrows only these columns, folding long names
+            table.add_column(c.header, justify=c.justify, overflow="fold")
+        else:  # never cut: no wrapping, and never narrower than its widest cell
+            table.add_column(c.header, justify=c.justify, no_wrap=True, min_width=c.full)
+    rows = len(columns[0].cells) if columns else 0
+    for i in range(rows):
+        table.add_row(*(c.cells[i] for c in kept), style=styles[i] if styles else None)
     return table
 
 
-def layer_table(p: Profile, top: int | None = None) -> Table:
+Layout = tuple[str, list[Column], list[str | None] | None]
+"""A table before it is laid out: title, columns, row styles."""
+
+
+def category_layout(p: Profile) -> Layout:
+    """Time per category. Never dropped: category, time µs, share."""
+    rows = p.category_rows()
+    columns = [
+        Column("category", [r["category"] for r in rows], "left", wraps=True),
+        Column("calls", [f"{r['calls']:g}" for r in rows], drop=4),
+        Column("time µs", [us(r["time_us"]) for r in rows]),
+        Column("share", [f"{r['share']:.1%}" for r in rows]),
+        Column("", [bar(r["share"]) for r in rows], "left", drop=0, label="share bar"),
+        Column("MACs", [count(r["macs"]) if r["layers"] else "" for r in rows], drop=3),
+        Column("params", [count(r["params"]) if r["layers"] else "" for r in rows], drop=1),
+    ]
+    if p.calibration is not None:
+        achieved = [r.get("achieved_macs_per_s") for r in rows]
+        columns.append(Column("MAC/s", [count(a) if a else "" for a in achieved], drop=2))
+    title = "Time per layer category (means over trials, per forward pass)"
+    return title, columns, ["dim" if not r["layers"] else None for r in rows]
+
+
+def layer_layout(p: Profile, top: int | None = None) -> Layout:
+    """Layers (all, or the `top` slowest). Never dropped: layer, time µs, share."""
     rows = p.layer_rows()
     title = "All layers"
     if top is not None:
         rows = sorted(rows, key=lambda r: r["time_us"], reverse=True)[:top]
         title = f"Slowest {len(rows)} layers"
-    table = Table(title=title, title_justify="left")
-    table.add_column("layer", no_wrap=True, ratio=3)
-    table.add_column("category", no_wrap=True)
-    roof = p.calibration is not None
-    for name in ("calls", "time µs", "median µs", "share", "MACs"):
-        table.add_column(name, justify="right", no_wrap=True)
-    if roof:
-        for name in ("MAC/s", "MAC/B", "bound", "of roof"):
-            table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("input → output", no_wrap=True, ratio=2)
-    for r in rows:
-        extra = []
-        if roof:
-            fraction = r["roofline_fraction"]
-            extra = [
-                count(r["achieved_macs_per_s"]) if r["achieved_macs_per_s"] else "",
-                f"{r['intensity']:.1f}" if r["intensity"] else "",
-                r["bound"] or "",
-                f"{fraction:.0%}" if fraction is not None else "",
-            ]
-        table.add_row(
-            r["layer"],
-            r["category"],
-            f"{r['calls']:g}",
-            us(r["time_us"]),
-            us(r["time_us_median"]),
-            f"{r['share']:.1%}",
-            count(r["macs"]),
-            *extra,
-            f"{r['input_shape']} → {r['output_shape']}",
-        )
-    return table
+    columns = [
+        Column("layer", [r["layer"] for r in rows], "left", wraps=True),
+        Column("category", [r["category"] for r in rows], "left", drop=8, wraps=True),
+        Column("calls", [f"{r['calls']:g}" for r in rows], drop=7),
+        Column("time µs", [us(r["time_us"]) for r in rows]),
+        Column("median µs", [us(r["time_us_median"]) for r in rows], drop=1),
+        Column("share", [f"{r['share']:.1%}" for r in rows]),
+        Column("MACs", [count(r["macs"]) for r in rows], drop=4),
+    ]
+    if p.calibration is not None:
+        achieved = [r["achieved_macs_per_s"] for r in rows]
+        intensity = [f"{r['intensity']:.1f}" if r["intensity"] else "" for r in rows]
+        fractions = [r["roofline_fraction"] for r in rows]
+        columns += [
+            Column("MAC/s", [count(a) if a else "" for a in achieved], drop=3),
+            Column("MAC/B", intensity, drop=2),
+            Column("bound", [r["bound"] or "" for r in rows], drop=5),
+            Column("of roof", [f"{f:.0%}" if f is not None else "" for f in fractions], drop=6),
+        ]
+    shapes = [f"{r['input_shape']} → {r['output_shape']}" for r in rows]
+    columns.append(Column("input → output", shapes, "left", drop=0))
+    return title, columns, None
+
+
+def category_table(p: Profile, width: int | None = None) -> Table:
+    """The category table; at `width` columns, lower-priority columns give way, and only
+    then names wrap (None: every column)."""
+    return laid_out(*category_layout(p), width=width)
+
+
+def layer_table(p: Profile, top: int | None = None, width: int | None = None) -> Table:
+    """The layer table (all, or the `top` slowest), fitted to `width` like category_table."""
+    return laid_out(*layer_layout(p, top), width=width)
 
 
 def summary_line(p: Profile) -> Text:
@@ -163,16 +219,38 @@ def notice_text(n: Notice) -> Text:
     return text
 
 
-def profile_view(p: Profile, by: str = "category", top: int = 10) -> Group:
-    parts = [header(p)]
-    if by == "layer":
-        parts.append(layer_table(p))
-    else:
-        parts.append(category_table(p))
-        if top > 0 and p.layers:
-            parts.append(layer_table(p, top))
-    parts.append(summary_line(p))
-    return Group(*parts)
+class ProfileView:
+    """A profile as the terminal shows it: header, tables, summary. The tables fit `width`
+    (None: the console's width when printed) by dropping lower-priority columns, said in
+    a line under the table, and only then by wrapping names; a number is never cut."""
+
+    def __init__(self, p: Profile, by: str, top: int, width: int | None) -> None:
+        self.p, self.width = p, width
+        if by == "layer":
+            self.layouts = [layer_layout(p)]
+        else:
+            self.layouts = [category_layout(p)]
+            if top > 0 and p.layers:
+                self.layouts.append(layer_layout(p, top))
+
+    def full_width(self) -> int:
+        """Characters the widest table needs with every column and whole names."""
+        return max(table_width(columns) for _, columns, _ in self.layouts)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = min(self.width or options.max_width, options.max_width)
+        parts: list[Any] = [header(self.p)]
+        parts += [laid_out(title, cols, styles, width) for title, cols, styles in self.layouts]
+        parts.append(summary_line(self.p))
+        for part in parts:
+            yield Constrain(part, width)
+
+
+def profile_view(
+    p: Profile, by: str = "category", top: int = 10, width: int | None = None
+) -> ProfileView:
+    """The terminal view of a profile, its tables fitted to `width` (None: the console's)."""
+    return ProfileView(p, by, top, width)
 
 
 def plain_text(renderable: Any, width: int = 140) -> str:
