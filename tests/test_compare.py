@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from latprof.cli import app
-from latprof.predictors.compare import Comparison, sample_archs
+from latprof.predictors.compare import Comparison
+from latprof.space.arch import sample_archs
 from latprof.space.builtin import get_space
 
 TINY = Path(__file__).parent / "spaces" / "tiny.toml"

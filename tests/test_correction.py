@@ -8,6 +8,7 @@ import torch
 
 from latprof import expected_latency, latency_model, predict
 from latprof.lut import correction
+from latprof.lut.table import corrected
 from tests.test_reuse import K3_16, arch, fake_table, tiny_space
 
 
@@ -21,7 +22,7 @@ def test_fit_recovers_an_exact_linear_law_and_its_loo_errors_are_zero() -> None:
     raw = sorted(abs(s - m) / m * 100 for s, m in zip(sums, measured, strict=True))
     assert c["raw_median_abs_error_pct"] == pytest.approx(raw[2])
     assert c["raw_max_abs_error_pct"] == pytest.approx(raw[-1])
-    assert correction.apply(c, 400.0, 3) == pytest.approx(0.9 * 400 + 7.5 + 7.0)
+    assert corrected(c, 400.0, 3) == pytest.approx(0.9 * 400 + 7.5 + 7.0)
 
 
 def test_loo_error_is_the_error_on_the_left_out_arch() -> None:

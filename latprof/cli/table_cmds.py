@@ -314,6 +314,7 @@ def compare_cmd(
     from latprof.config import MeasureSettings, ProfileConfig, parse_device
     from latprof.measure.device import check_device
     from latprof.predictors import compare as cmp
+    from latprof.space.arch import sample_archs
 
     device = parse_device(device)
     ProfileConfig(device=device, dtype=dtype, threads=threads, warmup=warmup, trials=trials)
@@ -329,7 +330,7 @@ def compare_cmd(
     view = ProgressView(f"comparing on {the_space.name}", delay_s=0.0)
     try:
         result = cmp.compare(
-            the_space, cmp.sample_archs(the_space, samples, seed),
+            the_space, sample_archs(the_space, samples, seed),
             MeasureSettings(device=device, dtype=dtype, warmup=warmup, trials=trials),
             batch_size, calibration=cal, table=table,
             progress=lambda d, t: view("trials, round-robin", d, t),

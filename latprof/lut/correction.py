@@ -58,11 +58,6 @@ def _solve(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return coef
 
 
-def apply(correction: dict[str, Any], sum_us: float, blocks: float) -> float:
-    a, b, c = correction["coef"]
-    return a * sum_us + b * blocks + c
-
-
 def fit_table(
     table: LatencyTable,
     k: int = FIT_ARCHS,

@@ -157,9 +157,10 @@ class LatencyModel:
                 slot_time = torch.softmax(logits.to(torch.float64), dim=0) @ times
             total = total + keep[name] * slot_time
         if of == "time" and self.correction is not None:
-            a, b, c = self.correction["coef"]
+            from latprof.lut.table import corrected
+
             blocks = sum(keep.values(), torch.zeros((), dtype=torch.float64))
-            return a * total + b * blocks + c
+            return corrected(self.correction, total, blocks)
         return total
 
     @staticmethod

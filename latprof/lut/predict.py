@@ -49,8 +49,9 @@ class Prediction:
         """The prediction: the sum, corrected when the table carries a correction."""
         if self.correction is None or self.misses:
             return self.sum_us
-        a, b, c = self.correction["coef"]
-        return a * self.sum_us + b * len(self.blocks) + c
+        from latprof.lut.table import corrected
+
+        return corrected(self.correction, self.sum_us, len(self.blocks))
 
     @property
     def macs(self) -> float:

@@ -278,6 +278,12 @@ def this_machine(meta: dict[str, Any]) -> dict[str, Any]:
     return {"device_name": env["device_name"], "torch": env["torch"]}
 
 
+def corrected(correction: dict[str, Any], sum_us: Any, blocks: Any) -> Any:
+    """A table's fitted correction a·Σ + b·blocks + c (floats or torch tensors alike)."""
+    a, b, c = correction["coef"]
+    return a * sum_us + b * blocks + c
+
+
 POOR_MEDIAN_PCT = 3.0
 POOR_MAX_PCT = 8.0
 """A table whose self-check exceeds either figure gets a warning when loaded or used."""

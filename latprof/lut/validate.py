@@ -33,55 +33,47 @@ def measure_many(
     clock: Clock | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[tuple[Stats, float]]:
-    """`_measure_many` on the measured device, under the settings' CUDA conditions."""
-    with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
-        return _measure_many(networks, settings, clock, progress)
-
-
-def _measure_many(
-    networks: list[Network],
-    settings: MeasureSettings,
-    clock: Clock | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> list[tuple[Stats, float]]:
     """(latency statistics in µs, MACs) of whole forward passes of each network, without
     hooks. All are warmed up, then timed in rounds: in each round every network runs one
     untimed pass and then its share of the trials back to back (A A A B B B ... A A A ...).
     Back to back, a network runs in its own steady cache state (timing A B C A B C instead
     made each network pay for the others' evicting its weights: +46 % on 30 mbv2 archs);
     the rounds spread the machine's drift over all of them."""
-    allocator.steady()
-    clock = clock or clock_for(settings.device)
-    dtype = DTYPES[settings.dtype]
-    ready = []
-    with torch.inference_mode():
-        for module, args, kwargs in networks:
-            module = prepare_model(module, settings.device, dtype)
-            args = place(args, settings.device, dtype)
-            kwargs = place(kwargs, settings.device, dtype)
-            ready.append((module, args, kwargs))
-    samples: list[list[float]] = [[] for _ in ready]
-    macs = []
-    with ExitStack() as stack, torch.inference_mode():
-        for module, args, kwargs in ready:
-            stack.enter_context(eval_mode(module))
-            macs.append(float(count_layer_costs(module, args, kwargs, leaves=[""])[""].macs or 0))
-            for _ in range(settings.warmup):
-                module(*args, **kwargs)
-        rounds = min(ROUNDS, settings.trials)
-        done = 0
-        for r in range(rounds):
-            per_round = settings.trials // rounds + (r < settings.trials % rounds)
-            for i, (module, args, kwargs) in enumerate(ready):
-                module(*args, **kwargs)  # untimed: back to this network's own cache state
-                for _ in range(per_round):
-                    samples[i].append(
-                        time_plain(lambda m=module, a=args, k=kwargs: m(*a, **k), clock)
-                    )
-            done += per_round
-            if progress:
-                progress(done, settings.trials)
-    return [(summarize(s), m) for s, m in zip(samples, macs, strict=True)]
+    with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
+        allocator.steady()
+        clock = clock or clock_for(settings.device)
+        dtype = DTYPES[settings.dtype]
+        ready = []
+        with torch.inference_mode():
+            for module, args, kwargs in networks:
+                module = prepare_model(module, settings.device, dtype)
+                args = place(args, settings.device, dtype)
+                kwargs = place(kwargs, settings.device, dtype)
+                ready.append((module, args, kwargs))
+        samples: list[list[float]] = [[] for _ in ready]
+        macs = []
+        with ExitStack() as stack, torch.inference_mode():
+            for module, args, kwargs in ready:
+                stack.enter_context(eval_mode(module))
+                macs.append(
+                    float(count_layer_costs(module, args, kwargs, leaves=[""])[""].macs or 0)
+                )
+                for _ in range(settings.warmup):
+                    module(*args, **kwargs)
+            rounds = min(ROUNDS, settings.trials)
+            done = 0
+            for r in range(rounds):
+                per_round = settings.trials // rounds + (r < settings.trials % rounds)
+                for i, (module, args, kwargs) in enumerate(ready):
+                    module(*args, **kwargs)  # untimed: back to this network's own cache state
+                    for _ in range(per_round):
+                        samples[i].append(
+                            time_plain(lambda m=module, a=args, k=kwargs: m(*a, **k), clock)
+                        )
+                done += per_round
+                if progress:
+                    progress(done, settings.trials)
+        return [(summarize(s), m) for s, m in zip(samples, macs, strict=True)]
 
 
 def measure_end_to_end(
@@ -190,16 +182,11 @@ def sampled_targets(table: LatencyTable, samples: int, seed: int) -> list[archmo
     """`samples` random archs of the table's space (seeded), named sample-SEED-I."""
     if not samples:
         return []
-    import random
-
     from latprof.space.builtin import space_of_table
 
-    rng = random.Random(seed)
-    space = space_of_table(table.meta)
     ref = table.meta.get("space_file") or table.meta["space"]
-    return [
-        replace(archmod.sample(space, rng, f"sample-{seed}-{i}"), space=ref) for i in range(samples)
-    ]
+    archs = archmod.sample_archs(space_of_table(table.meta), samples, seed)
+    return [replace(a, space=ref) for a in archs]
 
 
 def validate(

@@ -7,7 +7,6 @@ overlap of the fastest 10 %.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,12 +52,6 @@ class Comparison:
                 }
             )
         return rows
-
-
-def sample_archs(space: SearchSpace, samples: int, seed: int) -> list[archmod.Arch]:
-    """`samples` random archs, reproducible from `seed`."""
-    rng = random.Random(seed)
-    return [archmod.sample(space, rng, f"sample-{seed}-{i}") for i in range(samples)]
 
 
 def compare(

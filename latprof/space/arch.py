@@ -393,6 +393,12 @@ def sample(space: SearchSpace, rng: random.Random, name: str = "sample") -> Arch
 # ---------------------------------------------------------------------- files
 
 
+def sample_archs(space: SearchSpace, samples: int, seed: int) -> list[Arch]:
+    """`samples` random archs named sample-SEED-I, reproducible from `seed`."""
+    rng = random.Random(seed)
+    return [sample(space, rng, f"sample-{seed}-{i}") for i in range(samples)]
+
+
 def load_file(path: Path) -> Arch:
     """An arch from a .json or .toml file."""
     if not path.exists():
