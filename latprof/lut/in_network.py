@@ -105,18 +105,6 @@ def measure_group(
     settings: MeasureSettings,
     clock: Clock,
 ) -> dict[str, dict[str, Any]]:
-    """`_measure_group` on the measured device, under the settings' CUDA conditions."""
-    with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
-        return _measure_group(networks, jobs, record, settings, clock)
-
-
-def _measure_group(
-    networks: Sequence[Sequence[str]],
-    jobs: dict[str, Job],
-    record: set[str],
-    settings: MeasureSettings,
-    clock: Clock,
-) -> dict[str, dict[str, Any]]:
     """Rows for the `record` keys of a group of complete networks.
 
     Every distinct entry is built and warmed up alone; then each network runs
@@ -125,36 +113,37 @@ def _measure_group(
     fails to build, or to run in its network, gets a failed row and its position takes
     another entry of the group; an entry whose networks cannot run at all (a slot with no
     entry that runs) gets a failed row saying so."""
-    allocator.steady()
-    ready: dict[str, Ready] = {}
-    rows: dict[str, dict[str, Any]] = {}
-    for key in dict.fromkeys(k for net in networks for k in net):
-        got = prepare(jobs[key], settings)
-        if isinstance(got, Ready):
-            ready[key] = got
-        else:
-            rows[key] = got
-    with torch.inference_mode():
-        for net in networks:
-            while (chain := _runnable(net, networks, ready)) is not None:
-                try:
-                    _time_network(chain, record, settings, clock)
-                    break
-                except _BlockFailed as failed:
-                    bad = chain[failed.index].job
-                    rows[bad.key] = failed_row(
-                        bad, settings, "in its network: " + failure_reason(failed.cause)
-                    )
-                    del ready[bad.key]
-    broken = "; ".join(f"{r['key']}: {r['error']}" for r in rows.values())[:300]
-    for key in sorted(record - rows.keys()):
-        r = ready.get(key)
-        if r is not None and r.row["samples_us"]:
-            rows[key] = r.row
-        else:
-            why = f"not timed: a slot of its network has no entry that runs ({broken})"
-            rows[key] = failed_row(jobs[key], settings, why)
-    return {k: finish_row(v) for k, v in rows.items()}
+    with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
+        allocator.steady()
+        ready: dict[str, Ready] = {}
+        rows: dict[str, dict[str, Any]] = {}
+        for key in dict.fromkeys(k for net in networks for k in net):
+            got = prepare(jobs[key], settings)
+            if isinstance(got, Ready):
+                ready[key] = got
+            else:
+                rows[key] = got
+        with torch.inference_mode():
+            for net in networks:
+                while (chain := _runnable(net, networks, ready)) is not None:
+                    try:
+                        _time_network(chain, record, settings, clock)
+                        break
+                    except _BlockFailed as failed:
+                        bad = chain[failed.index].job
+                        rows[bad.key] = failed_row(
+                            bad, settings, "in its network: " + failure_reason(failed.cause)
+                        )
+                        del ready[bad.key]
+        broken = "; ".join(f"{r['key']}: {r['error']}" for r in rows.values())[:300]
+        for key in sorted(record - rows.keys()):
+            r = ready.get(key)
+            if r is not None and r.row["samples_us"]:
+                rows[key] = r.row
+            else:
+                why = f"not timed: a slot of its network has no entry that runs ({broken})"
+                rows[key] = failed_row(jobs[key], settings, why)
+        return {k: finish_row(v) for k, v in rows.items()}
 
 
 def _runnable(

@@ -95,34 +95,29 @@ def finish_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure_jobs(jobs: Sequence[Job], settings: MeasureSettings, clock: Clock) -> list[dict]:
-    """`_measure_jobs` on the measured device, under the settings' CUDA conditions."""
-    with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
-        return _measure_jobs(jobs, settings, clock)
-
-
-def _measure_jobs(jobs: Sequence[Job], settings: MeasureSettings, clock: Clock) -> list[dict]:
     """Measure a batch alone: build and warm every job, then time them round-robin
     (A B C A B C) so drift spreads over all entries and each is timed right after a
     different block."""
-    allocator.steady()
-    rows: dict[str, dict[str, Any]] = {}
-    ready: list[Ready] = []
-    for job in jobs:
-        got = prepare(job, settings)
-        if isinstance(got, Ready):
-            ready.append(got)
-            rows[job.key] = got.row
-        else:
-            rows[job.key] = got
-    with torch.inference_mode():
-        for _ in range(settings.trials):
-            for r in ready:
-                if rows[r.job.key]["status"] != "ok":
-                    continue
-                try:
-                    r.row["samples_us"].append(
-                        time_plain(lambda m=r.module, a=r.args: m(*a), clock)
-                    )
-                except Exception as exc:
-                    rows[r.job.key] = failed_row(r.job, settings, failure_reason(exc))
-    return [finish_row(rows[j.key]) for j in jobs]
+    with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
+        allocator.steady()
+        rows: dict[str, dict[str, Any]] = {}
+        ready: list[Ready] = []
+        for job in jobs:
+            got = prepare(job, settings)
+            if isinstance(got, Ready):
+                ready.append(got)
+                rows[job.key] = got.row
+            else:
+                rows[job.key] = got
+        with torch.inference_mode():
+            for _ in range(settings.trials):
+                for r in ready:
+                    if rows[r.job.key]["status"] != "ok":
+                        continue
+                    try:
+                        r.row["samples_us"].append(
+                            time_plain(lambda m=r.module, a=r.args: m(*a), clock)
+                        )
+                    except Exception as exc:
+                        rows[r.job.key] = failed_row(r.job, settings, failure_reason(exc))
+        return [finish_row(rows[j.key]) for j in jobs]
