@@ -56,15 +56,9 @@ def profile_text(prof: Any, fmt: str, by: str) -> str:
 
 def markdown_header(prof: Any) -> str:
     """The Markdown report's header line: what was measured, under which conditions."""
-    from latprof.render.text import cuda_conditions
+    from latprof.render.text import conditions_line
 
-    c, e = prof.config, prof.environment
-    return (
-        f"**{prof.model}** input {', '.join(prof.input_shapes)} · {c.device} ({e.device_name})"
-        f" · {c.dtype} · {e.intra_op_threads} thread(s) · allocator {c.allocator}"
-        f"{cuda_conditions(e.cuda).replace('  ·  ', ' · ')}"
-        f" · warm-up {c.warmup}, trials {c.trials}"
-    )
+    return f"**{prof.model}** {conditions_line(prof, ' · ')}"
 
 
 def write_profile(prof: Any, path: Path, fmt: str, by: str, top: int) -> None:

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from latprof.records import Notice, Profile
-from latprof.render.text import cuda_conditions
+from latprof.render.text import conditions_line
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, JustifyMethod, RenderResult
@@ -42,14 +42,7 @@ def bar(share: float) -> str:
 
 
 def header(p: Profile) -> Text:
-    c, e = p.config, p.environment
-    threads = f"{e.intra_op_threads} thread(s)"
-    return Text.assemble(
-        (p.model, "bold"),
-        f"  input {', '.join(p.input_shapes)}  ·  {c.device} ({e.device_name})"
-        f"  ·  {c.dtype}  ·  {threads}  ·  allocator {c.allocator}{cuda_conditions(e.cuda)}"
-        f"  ·  warm-up {c.warmup}, trials {c.trials}",
-    )
+    return Text.assemble((p.model, "bold"), "  " + conditions_line(p, "  ·  "))
 
 
 @dataclass(eq=False)  # compared by identity: two columns may hold the same cells

@@ -64,13 +64,22 @@ def notice_plain(notice: Any) -> str:
     return text
 
 
-def cuda_conditions(cuda: dict) -> str:
-    """'  ·  TF32 on  ·  cudnn.benchmark off' on CUDA (recorded flags), '' on CPU."""
-    if not cuda:
-        return ""
-    onoff = {True: "on", False: "off"}
-    return (
-        f"  ·  TF32 {onoff.get(cuda.get('tf32_matmul'), '?')}"
-        f"  ·  cudnn.benchmark {onoff.get(cuda.get('cudnn_benchmark'), '?')}"
-        + ("  ·  deterministic" if cuda.get("deterministic") else "")
-    )
+def conditions_line(p: Any, sep: str) -> str:
+    """What a profile measured and under which conditions, the parts joined by `sep`: the
+    header line of the terminal and Markdown reports (after the model's name)."""
+    c, e = p.config, p.environment
+    parts = [
+        f"input {', '.join(p.input_shapes)}",
+        f"{c.device} ({e.device_name})",
+        c.dtype,
+        f"{e.intra_op_threads} thread(s)",
+        f"allocator {c.allocator}",
+    ]
+    if e.cuda:  # the CUDA conditions as recorded
+        onoff = {True: "on", False: "off"}
+        parts.append(f"TF32 {onoff.get(e.cuda.get('tf32_matmul'), '?')}")
+        parts.append(f"cudnn.benchmark {onoff.get(e.cuda.get('cudnn_benchmark'), '?')}")
+        if e.cuda.get("deterministic"):
+            parts.append("deterministic")
+    parts.append(f"warm-up {c.warmup}, trials {c.trials}")
+    return sep.join(parts)
