@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from latprof.config import MeasureSettings
 from latprof.lut import fresh
-from latprof.lut import validate as val
 from latprof.lut.table import LatencyTable
 
 FIT_SEED = 4409
@@ -71,11 +69,7 @@ def fit_table(
     table.meta.pop("correction", None)  # the fit is of the raw sums
     if path is not None:
         table.save(path)
-        rows = fresh.validate_rows(path, k, seed)
-    else:
-        targets = val.sampled_targets(table, k, seed)
-        settings = MeasureSettings.of_table(table.meta)
-        rows = val.validate(table, targets, settings, progress=progress)
+    rows = fresh.rows(table, k, seed, path=path, progress=progress)
     ok = [r for r in rows if r["sum_us"] is not None]
     correction = fit(
         [r["sum_us"] for r in ok], [r["blocks"] for r in ok], [r["measured_us"] for r in ok]

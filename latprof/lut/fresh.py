@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,6 @@ def rows_for(request: dict[str, Any]) -> list[dict[str, Any]]:
     """What the child process computes (also callable in-process)."""
     import torch
 
-    from latprof.config import MeasureSettings
-    from latprof.lut import validate as val
     from latprof.lut.table import LatencyTable
 
     with warnings.catch_warnings():
@@ -45,10 +44,38 @@ def rows_for(request: dict[str, Any]) -> list[dict[str, Any]]:
         table = LatencyTable.load(request["path"])
     if table.meta.get("threads"):
         torch.set_num_threads(int(table.meta["threads"]))
-    targets: list[Any] = list(request["models"]) or val.sampled_targets(
-        table, request["samples"], request["seed"]
-    )
-    return val.validate(table, targets, MeasureSettings.of_table(table.meta), "report")
+    return measure(table, request["samples"], request["seed"], request["models"])
+
+
+def rows(
+    table: Any,
+    samples: int,
+    seed: int,
+    models: list[str] | None = None,
+    path: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Validation rows of `samples` random archs of `seed` (or of `models`): in a fresh
+    process when `path` (the table saved there) is given, else in this one."""
+    if path is not None:
+        return validate_rows(path, samples, seed, models)
+    return measure(table, samples, seed, models, progress)
+
+
+def measure(
+    table: Any,
+    samples: int,
+    seed: int,
+    models: list[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Validation rows measured in this process."""
+    from latprof.config import MeasureSettings
+    from latprof.lut import validate as val
+
+    targets: list[Any] = list(models or []) or val.sampled_targets(table, samples, seed)
+    settings = MeasureSettings.of_table(table.meta)
+    return val.validate(table, targets, settings, "report", progress=progress)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from latprof.config import MeasureSettings
 from latprof.lut import fresh
-from latprof.lut import validate as val
 from latprof.lut.table import LatencyTable
 from latprof.rank_metrics import kendall_tau
 
@@ -34,12 +32,7 @@ def run(
     `path` (the table saved there) they are measured in a fresh process (lut/fresh.py)."""
     models = list(table.meta.get("models") or []) if table.meta.get("source") == "models" else []
     population = "models" if models else "random"
-    if path is not None:
-        rows = fresh.validate_rows(path, k, seed, models)
-    else:
-        targets: list[Any] = models or val.sampled_targets(table, k, seed)
-        settings = MeasureSettings.of_table(table.meta)
-        rows = val.validate(table, targets, settings, "report", progress=progress)
+    rows = fresh.rows(table, k, seed, models, path, progress)
     check = summarize_rows(rows, population, seed if population == "random" else None)
     table.meta["self_check"] = check
     return check
