@@ -26,8 +26,12 @@ class ProfileConfig:
     allocator: str = "system"  # host allocator condition: system (untouched) or steady
     tf32: bool | None = None  # CUDA: TF32 for matmul and cuDNN; None leaves PyTorch's own
     cudnn_benchmark: bool | None = None  # CUDA: cudnn.benchmark; None leaves PyTorch's own
+    scope: str = "modules"  # modules: every module timed (self times); leaves: leaves only
+    op_module: str | None = None  # --by op: the module whose aten ops are timed
 
     def __post_init__(self) -> None:
+        if self.scope not in ("modules", "leaves"):
+            raise UsageError(f"scope {self.scope!r} is unknown; use modules or leaves")
         if self.allocator not in ("system", "steady"):
             raise UsageError(f"--allocator {self.allocator!r} is unknown; use system or steady")
         object.__setattr__(self, "device", parse_device(self.device))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any
 
@@ -9,9 +10,10 @@ import torch
 from torch import nn
 
 from latprof import env as envmod
+from latprof.aten_ops import MacCounter, count_macs, time_ops
 from latprof.config import ProfileConfig
 from latprof.errors import ModelRunError, UsageError, is_out_of_memory, out_of_memory
-from latprof.macs import count_layer_costs
+from latprof.macs import LayerCost, count_layer_costs
 from latprof.measure import allocator
 from latprof.measure.clocks import Clock, clock_for
 from latprof.measure.device import (
@@ -30,12 +32,21 @@ from latprof.measure.hooks import (
     FaultProbe,
     ShapeProbe,
     find_leaves,
+    find_modules,
     is_scripted,
     scripted_modules,
     shape_of,
 )
-from latprof.measure.runner import Progress, calibrate_bias, run_trials
-from latprof.records import LayerRecord, Notice, Profile
+from latprof.measure.runner import (
+    Progress,
+    RunResult,
+    calibrate_bias,
+    calibrate_nesting,
+    run_trials,
+)
+from latprof.module_tree import children_of
+from latprof.records import LayerRecord, ModuleRecord, Notice, Profile
+from latprof.stats import Stats
 
 
 def check_model(model: Any) -> None:
@@ -117,54 +128,58 @@ def profile(
                     exc, f"placing the model and inputs on {config.device}"
                 ) from exc
             raise
-        all_leaves = find_leaves(model)
-        names = [n for n, _ in all_leaves]
-        modules = [m for _, m in all_leaves]
+        timed = find_modules(model) if config.scope == "modules" else find_leaves(model)
+        names = [n for n, _ in timed]
+        modules = [m for _, m in timed]
+        target = _op_target(names, modules, config.op_module)
         with eval_mode(model):
             with torch.inference_mode():
                 probe = _run_probe(model, names, modules, args, kwargs)
             order = probe.order
-            qualified = {n: ("" if n == ROOT_NAME else n) for n in names}
             clock = clock or clock_for(config.device)
             environment = envmod.capture(config.device)
+            called = [modules[i] for i in order]
+            leaf = [next(m.children(), None) is None for m in called]
             with torch.inference_mode():
                 bias = calibrate_bias(clock, config.device) if config.calibrate_bias else 0.0
+                nest = (
+                    calibrate_nesting(clock, config.device)
+                    if config.calibrate_bias and not all(leaf)
+                    else 0.0
+                )
                 try:
                     result = run_trials(
                         lambda: model(*args, **kwargs),
-                        [modules[i] for i in order],
+                        called,
                         clock,
                         config.warmup,
                         config.trials,
                         bias,
                         progress,
+                        nest,
                     )
                 except Exception as exc:
                     if is_out_of_memory(exc):
                         raise out_of_memory(exc, "during the timed passes") from exc
                     raise ModelRunError(f"the model failed during the timed passes: {exc}") from exc
-                faults = FaultProbe([modules[i] for i in order], fault_counter)
+                faults = FaultProbe(called, fault_counter)
                 with faults.attached():
                     model(*args, **kwargs)
+                ops = (
+                    time_ops(model, args, kwargs, target, clock, config.trials, bias)
+                    if target is not None
+                    else None
+                )
             # after the timed passes: counting works on copies whose memory would otherwise
             # be in the heap the timed passes run in (2-5 % slower passes on zoo:cnn)
-            costs = count_layer_costs(
-                model, args, kwargs, leaves=[qualified[names[i]] for i in order]
-            )
-    layers = [
-        LayerRecord(
-            name=names[i],
-            category=type(modules[i]).__name__,
-            macs=costs[qualified[names[i]]].macs,
-            params=costs[qualified[names[i]]].params,
-            input_shape=probe.input_shapes[i],
-            output_shape=probe.output_shapes[i],
-            samples_us=result.leaf_time_us[:, j].tolist(),
-            call_samples=result.leaf_calls[:, j].tolist(),
-            page_faults=faults.faults[j],
-        )
-        for j, i in enumerate(order)
-    ]
+            leaf_names = [
+                _qualified(names[i]) for i, is_leaf in zip(order, leaf, strict=True) if is_leaf
+            ]
+            costs = count_layer_costs(model, args, kwargs, leaves=leaf_names)
+            aten = count_macs(model, args, kwargs, called)
+    layers, containers = _records(
+        [names[i] for i in order], called, probe, order, result, faults, costs, aten
+    )
     result_profile = Profile(
         model=name,
         input_shapes=[shape_of(a) for a in [*args, *kwargs.values()]],
@@ -174,8 +189,14 @@ def profile(
         e2e_us=result.e2e_us.tolist(),
         hooked_us=result.hooked_us.tolist(),
         bias_us=bias,
+        modules=containers,
+        nest_us=nest,
+        ops=ops,
     )
-    result_profile.notices.extend(notices_for(result_profile, uncalled=len(names) - len(order)))
+    uncalled = sum(
+        1 for i, m in enumerate(modules) if i not in set(order) and next(m.children(), None) is None
+    )
+    result_profile.notices.extend(notices_for(result_profile, uncalled=uncalled))
     if moved_from and moved_from.startswith("cuda") and moved_from != _indexed(config.device):
         result_profile.notices.append(
             Notice(
@@ -199,6 +220,79 @@ def profile(
             )
         )
     return result_profile
+
+
+def _qualified(name: str) -> str:
+    return "" if name == ROOT_NAME else name
+
+
+def _op_target(names: list[str], modules: list[nn.Module], wanted: str | None) -> nn.Module | None:
+    """The module `--by op --module NAME` looks inside; a UsageError naming close ones."""
+    if wanted is None:
+        return None
+    if wanted in names:
+        return modules[names.index(wanted)]
+    close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else "see the names in --by module"
+    raise UsageError(f"--module {wanted!r} is not a module of the model; {hint}")
+
+
+def _macs_by(counter: str) -> str:
+    if counter.startswith("thop"):
+        return "thop"
+    return "" if counter in ("none", "not-called") else "latprof"
+
+
+def _records(
+    names: list[str],
+    called: list[nn.Module],
+    probe: ShapeProbe,
+    order: list[int],
+    result: RunResult,
+    faults: FaultProbe,
+    costs: dict[str, LayerCost],
+    aten: MacCounter,
+) -> tuple[list[LayerRecord], list[ModuleRecord]]:
+    """Leaf records and records of the modules with timed children, in first-call order."""
+    children = children_of(names)
+    layers: list[LayerRecord] = []
+    containers: list[ModuleRecord] = []
+    total = result.total_us if result.total_us is not None else result.leaf_time_us
+    for j, (name, module) in enumerate(zip(names, called, strict=True)):
+        counted = aten.macs.get(j)
+        if next(module.children(), None) is not None:
+            containers.append(
+                ModuleRecord(
+                    name=name,
+                    category=type(module).__name__,
+                    macs=counted or 0.0,
+                    params=sum(p.numel() for p in module.parameters(recurse=False)),
+                    samples_us=result.leaf_time_us[:, j].tolist(),
+                    total_samples_us=total[:, j].tolist(),
+                    call_samples=result.leaf_calls[:, j].tolist(),
+                    children=children[name],
+                )
+            )
+            continue
+        cost = costs[_qualified(name)]
+        macs, by = cost.macs, _macs_by(cost.counter)
+        if macs is None and counted:
+            macs, by = counted, "aten"
+        layers.append(
+            LayerRecord(
+                name=name,
+                category=type(module).__name__,
+                macs=macs,
+                params=cost.params,
+                input_shape=probe.input_shapes[order[j]],
+                output_shape=probe.output_shapes[order[j]],
+                samples_us=result.leaf_time_us[:, j].tolist(),
+                call_samples=result.leaf_calls[:, j].tolist(),
+                page_faults=faults.faults[j],
+                macs_by=by,
+            )
+        )
+    return layers, containers
 
 
 def notices_for(prof: Profile, uncalled: int = 0) -> list[Notice]:
@@ -252,6 +346,18 @@ def notices_for(prof: Profile, uncalled: int = 0) -> list[Notice]:
         )
     if s.unattributed_us < 0:
         out.append(_negative_unattributed(prof))
+    negative = [m.name for m in prof.modules if _below_zero(m.stats)]
+    if negative:
+        out.append(
+            Notice(
+                "negative-self",
+                f"{len(negative)} module(s) have a self time below 0 beyond the noise "
+                f"(e.g. {', '.join(negative[:3])}): their children's timer cost was "
+                "over-subtracted, or a child ran on another thread",
+                "compare self_us in --by module with --trials 50; pass --leaves-only to time "
+                "leaves alone",
+            )
+        )
     if len(prof.e2e_us) < 5:
         out.append(
             Notice(
@@ -265,7 +371,8 @@ def notices_for(prof: Profile, uncalled: int = 0) -> list[Notice]:
             Notice(
                 "uncalled",
                 f"{uncalled} leaf module(s) were never called in the forward pass; not listed",
-                "",
+                "a parent that uses their weights directly (nn.MultiheadAttention's out_proj) "
+                "has that work in its self time",
             )
         )
     return out
@@ -274,6 +381,7 @@ def notices_for(prof: Profile, uncalled: int = 0) -> list[Notice]:
 def _negative_unattributed(prof: Profile) -> Notice:
     """Why (unattributed) is negative: usually one slow sample raising a layer's mean."""
     s = prof.summary
+    timed = "sum of leaf and self times" if prof.modules else "leaf sum"
     excess = -s.unattributed_us
     within = f", within the end-to-end IQR of {s.e2e.iqr:.2f} µs" if excess <= s.e2e.iqr else ""
     hint = "compare time_us with time_us_median in --by layer"
@@ -283,10 +391,16 @@ def _negative_unattributed(prof: Profile) -> Notice:
         hint += f" (largest gap: {name}, mean {gap:.2f} µs above its median)"
     return Notice(
         "negative-unattributed",
-        f"(unattributed) is negative: the leaf sum exceeds end-to-end latency by "
+        f"(unattributed) is negative: the {timed} exceeds end-to-end latency by "
         f"{excess:.2f} µs{within}; a slow sample (spike) in a layer raises its mean",
         f"{hint}; raise --trials, or re-run on a quieter machine",
     )
+
+
+def _below_zero(stats: Stats) -> bool:
+    """A mean below 0 by more than twice its standard error (and 0.05 µs)."""
+    margin = 2 * stats.std / max(stats.n, 1) ** 0.5
+    return stats.mean < -max(margin, 0.05)
 
 
 def launch_bound_notice(share: float) -> Notice:

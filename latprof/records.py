@@ -10,6 +10,7 @@ import numpy as np
 
 from latprof.config import ProfileConfig
 from latprof.env import Environment
+from latprof.module_tree import tree_rows
 from latprof.stats import CategoryRow, Stats, aggregate_categories, summarize
 
 UNATTRIBUTED = "(unattributed)"
@@ -40,10 +41,39 @@ class LayerRecord:
     samples_us: list[float]
     call_samples: list[int]
     page_faults: int | None = None  # minor page faults in one separate instrumented pass
+    macs_by: str = ""  # the counter behind `macs`: thop, latprof or aten
 
     @cached_property
     def stats(self) -> Stats:
         return summarize(self.samples_us)
+
+    @property
+    def calls(self) -> float:
+        return float(np.mean(self.call_samples)) if self.call_samples else 0.0
+
+
+@dataclass
+class ModuleRecord:
+    """A module with timed children: its self time (its own forward minus its children's
+    calls and their timers' cost) and its total, per trial (µs per forward)."""
+
+    name: str
+    category: str
+    macs: float | None  # self MACs: aten ops its own forward ran (matmul, conv, attention)
+    params: int  # parameters it owns directly
+    samples_us: list[float]  # self time
+    total_samples_us: list[float]
+    call_samples: list[int]
+    macs_by: str = "aten"
+    children: list[str] = field(default_factory=list)  # direct children, first calls first
+
+    @cached_property
+    def stats(self) -> Stats:
+        return summarize(self.samples_us)
+
+    @cached_property
+    def total_stats(self) -> Stats:
+        return summarize(self.total_samples_us)
 
     @property
     def calls(self) -> float:
@@ -57,6 +87,7 @@ class Summary:
     e2e: Stats
     hooked: Stats
     leaf_sum_us: float
+    self_sum_us: float  # self times of the modules with timed children
     unattributed_us: float
     overhead_us: float
     overhead_per_call_us: float
@@ -79,24 +110,31 @@ class Profile:
     notices: list[Notice] = field(default_factory=list)
     calibration: Any = field(default=None, repr=False, compare=False)  # adds roofline columns
     allocator_check: dict[str, Any] | None = None  # end-to-end under the other allocator
+    modules: list[ModuleRecord] = field(default_factory=list)  # with timed children
+    nest_us: float = 0.0  # per child call: its timer's cost inside its parent, subtracted
+    ops: list[dict[str, Any]] | None = None  # --by op: aten ops inside one module
 
-    def _matrix(self, attr: str) -> np.ndarray:
-        trials = len(self.e2e_us)
-        if not self.layers:
-            return np.zeros((trials, 0))
-        return np.array([getattr(layer, attr) for layer in self.layers], dtype=float).T
+    def _matrix(self, attr: str, records: list[Any] | None = None) -> np.ndarray:
+        records = self.layers if records is None else records
+        if not records:
+            return np.zeros((len(self.e2e_us), 0))
+        return np.array([getattr(r, attr) for r in records], dtype=float).T
 
     @cached_property
     def summary(self) -> Summary:
         e2e, hooked = summarize(self.e2e_us), summarize(self.hooked_us)
+        timed = [*self.layers, *self.modules]
         leaf_sum = float(self._matrix("samples_us").sum(axis=1).mean()) if self.layers else 0.0
-        calls = float(self._matrix("call_samples").sum(axis=1).mean()) if self.layers else 0.0
+        own = self._matrix("samples_us", self.modules)
+        self_sum = float(own.sum(axis=1).mean()) if self.modules else 0.0
+        calls = float(self._matrix("call_samples", timed).sum(axis=1).mean()) if timed else 0.0
         overhead = hooked.mean - e2e.mean
         return Summary(
             e2e=e2e,
             hooked=hooked,
             leaf_sum_us=leaf_sum,
-            unattributed_us=e2e.mean - leaf_sum,
+            self_sum_us=self_sum,
+            unattributed_us=e2e.mean - leaf_sum - self_sum,
             overhead_us=overhead,
             overhead_per_call_us=overhead / calls if calls else 0.0,
             calls_per_pass=calls,
@@ -105,14 +143,16 @@ class Profile:
 
     @cached_property
     def categories(self) -> list[CategoryRow]:
-        if not self.layers:
+        """Leaves by their time, modules with timed children by their self time."""
+        timed = [*self.layers, *self.modules]
+        if not timed:
             return []
         return aggregate_categories(
-            [layer.category for layer in self.layers],
-            self._matrix("samples_us"),
-            self._matrix("call_samples"),
-            [layer.macs for layer in self.layers],
-            [layer.params for layer in self.layers],
+            [r.category for r in timed],
+            self._matrix("samples_us", timed),
+            self._matrix("call_samples", timed),
+            [r.macs for r in timed],
+            [r.params for r in timed],
         )
 
     def category_rows(self) -> list[dict[str, Any]]:
@@ -173,6 +213,7 @@ class Profile:
                     "input_shape": layer.input_shape,
                     "output_shape": layer.output_shape,
                     "page_faults": layer.page_faults,
+                    "macs_by": layer.macs_by,
                 }
             )
         if self.calibration is not None:
@@ -182,3 +223,18 @@ class Profile:
             for row in rows:
                 row.update(layer_columns(row, size, self.calibration))
         return rows
+
+    def rows(self, by: str, depth: int | None = None) -> list[dict[str, Any]]:
+        """The rows of one view: category, layer, module (down to `depth`) or op."""
+        if by == "layer":
+            return self.layer_rows()
+        if by == "module":
+            return self.module_rows(depth)
+        if by == "op":
+            return list(self.ops or [])
+        return self.category_rows()
+
+    def module_rows(self, depth: int | None = None) -> list[dict[str, Any]]:
+        """The module tree, depth first in order of first call: total and self time of every
+        timed module (leaves: self = total), down to `depth` (root = 0)."""
+        return tree_rows(self.layers, self.modules, self.summary.e2e.mean, depth)

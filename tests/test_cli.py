@@ -31,7 +31,9 @@ def test_pipe_default_is_category_csv() -> None:
     df = pd.read_csv(io.StringIO(result.stdout))
     cols = ["category", "calls", "time_us", "share", "macs", "params", "layers", "allocator"]
     assert list(df.columns) == cols and set(df["allocator"]) == {"system"}
-    assert set(df["category"]) == {"Conv2d", "ReLU", "Flatten", "Linear", "(unattributed)"}
+    # the model (a Sequential) is timed too: its self time is a category row
+    leaves = {"Conv2d", "ReLU", "Flatten", "Linear"}
+    assert set(df["category"]) == {*leaves, "Sequential", "(unattributed)"}
     assert df["share"].sum() == pytest.approx(1.0, abs=1e-3)
     conv = df.set_index("category").loc["Conv2d"]
     assert conv["macs"] == 8 * 8 * 4 * 27 and conv["calls"] == 1 and conv["params"] == 112
@@ -143,7 +145,11 @@ def test_zoo_cnn_has_all_seed_categories() -> None:
         (["profile", GOOD, "--format", "parquet"], 2, "parquet is a binary format"),
         (["profile", GOOD, "-o", "out.xlsx"], 2, "unknown extension '.xlsx'"),
         (["profile", GOOD, "-o", "/nonexistent/dir/p.csv"], 2, "folder /nonexistent/dir does not"),
-        (["profile", GOOD, "--by", "module"], 2, "--by 'module' is unknown"),
+        (["profile", GOOD, "--by", "tree"], 2, "--by 'tree' is unknown"),
+        (["profile", GOOD, "--by", "op"], 2, "--by op needs --module NAME"),
+        (["profile", GOOD, "--module", "0"], 2, "--module NAME goes with --by op"),
+        (["profile", GOOD, "--depth", "1"], 2, "--depth goes with --by module"),
+        (["profile", GOOD, "--by", "op", "--module", "1x"], 2, "--module '1x' is not a module"),
         (["profile", str(MODELS / "compiled.py")], 2, "torch.compile'd module"),
         (
             ["profile", str(MODELS / "factory_raises.py")],

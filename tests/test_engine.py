@@ -66,13 +66,30 @@ def test_exact_layer_and_category_times() -> None:
     s = prof.summary
     assert s.e2e.mean == pytest.approx(8.6)
     assert s.leaf_sum_us == pytest.approx(8.0)
-    assert s.unattributed_us == pytest.approx(0.6)
-    assert cats["(unattributed)"]["time_us"] == pytest.approx(0.6)
+    # the model itself is timed too: its own 0.5 µs is its self time, in category Net.
+    # Its raw span: 8 µs of leaves + 4 x 2 reads + 0.5 + its own end read = 9.4 µs; less
+    # its bias 0.1, its children's raw 8.4 and 4 x 0.1 µs of their timers outside their marks
+    assert prof.nest_us == pytest.approx(0.1)
+    assert s.self_sum_us == pytest.approx(0.5)
+    assert cats["Net"]["time_us"] == pytest.approx(0.5)
+    # only the plain pass's own clock read is outside every module
+    assert s.unattributed_us == pytest.approx(0.1)
+    assert cats["(unattributed)"]["time_us"] == pytest.approx(0.1)
     assert sum(r["share"] for r in prof.category_rows()) == pytest.approx(1.0)
-    # hooked pass: 4 calls x 2 reads extra = 0.8 µs, 0.2 µs per call
-    assert s.overhead_us == pytest.approx(0.8)
+    # hooked pass: 5 calls (4 leaves + the model) x 2 reads extra = 1.0 µs, 0.2 µs per call
+    assert s.overhead_us == pytest.approx(1.0)
     assert s.overhead_per_call_us == pytest.approx(0.2)
     assert s.e2e.n == 4 and len(prof.layers[0].samples_us) == 4
+
+
+def test_leaves_scope_leaves_the_model_own_work_unattributed() -> None:
+    clock = FakeClock(read_cost_ns=READ_NS)
+    prof = run(Net(clock), clock, scope="leaves")
+    assert prof.modules == [] and prof.nest_us == 0.0
+    s = prof.summary
+    assert s.leaf_sum_us == pytest.approx(8.0) and s.self_sum_us == 0.0
+    assert s.unattributed_us == pytest.approx(0.6)  # 0.5 µs of Net's work + one read
+    assert s.overhead_us == pytest.approx(0.8)  # 4 calls x 2 reads
 
 
 def test_warmup_passes_are_not_samples() -> None:
@@ -80,8 +97,8 @@ def test_warmup_passes_are_not_samples() -> None:
     model = Net(clock)
     run(model, clock, trials=3, calibrate_bias=False)
     # probe 1 + warm-up 2x(hooked+plain) + trials 3x(hooked+plain) + page-fault pass 1
-    # = 12 forward passes; each forward advances 8.5 µs of work
-    assert clock.now_ns == 12 * 8500
+    # + aten MAC pass 1 = 13 forward passes; each forward advances 8.5 µs of work
+    assert clock.now_ns == 13 * 8500
 
 
 def test_model_left_as_found_and_training_restored() -> None:
@@ -239,7 +256,7 @@ def test_torchscript_root_is_refused() -> None:
 
 def test_negative_unattributed_from_one_spike_has_a_notice_with_a_hint() -> None:
     clock = FakeClock(read_cost_ns=READ_NS)
-    prof = run(Net(clock), clock, trials=20)
+    prof = run(Net(clock), clock, trials=20, scope="leaves")
     assert not [n for n in prof.notices if n.kind == "negative-unattributed"]
     # one 20 µs spike in c1 raises the leaf sum by 1 µs, past the end-to-end mean of 8.6 µs,
     # but by less than the end-to-end IQR
@@ -378,9 +395,10 @@ def test_skewed_end_to_end_exact_statistics() -> None:
 
 def test_one_synchronisation_per_timed_pass() -> None:
     _, clock = skewed_profile()
-    # bias calibration: 3 + 20 passes; warm-up and trials: one pass with and one without
-    # timers each; a finish() (on CUDA a synchronisation) per pass, never per layer call
-    assert clock.passes == 23 + 2 * (WARMUP + 5)
+    # bias calibration: 3 + 20 passes; nesting calibration: 2 x (3 + 20); warm-up and trials:
+    # one pass with and one without timers each; a finish() (on CUDA a synchronisation) per
+    # pass, never per layer call
+    assert clock.passes == 23 + 2 * 23 + 2 * (WARMUP + 5)
     assert clock.finishes == clock.passes
 
 
@@ -436,9 +454,10 @@ def kinds(prof) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def quiet() -> object:
-    """Net on a fake clock, 5 trials: constant samples, no notice but macs-not-counted."""
+    """Net on a fake clock, 5 trials, leaves timed: constant samples, no notice but
+    macs-not-counted."""
     clock = FakeClock(read_cost_ns=READ_NS)
-    return run(Net(clock), clock, trials=5)
+    return run(Net(clock), clock, trials=5, scope="leaves")
 
 
 def test_quiet_profile_has_no_measurement_notice(quiet) -> None:

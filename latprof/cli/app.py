@@ -64,7 +64,30 @@ CudnnBenchmarkOpt = Annotated[
         "--cudnn-benchmark", help="CUDA: cudnn.benchmark, on or off. Default: PyTorch's own."
     ),
 ]
-ByOpt = Annotated[str, typer.Option("--by", help="category or layer.")]
+ByOpt = Annotated[
+    str,
+    typer.Option(
+        "--by", help="category, layer, module (the module tree) or op (with --module NAME)."
+    ),
+]
+DepthOpt = Annotated[
+    int | None,
+    typer.Option("--depth", help="--by module: show the tree down to this depth (model = 0)."),
+]
+ModuleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--module",
+        help="--by op: time the aten ops inside this module (a name from --by module).",
+    ),
+]
+LeavesOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--leaves-only",
+        help="Time leaf modules only; work in parent modules' own forwards is unattributed.",
+    ),
+]
 TopOpt = Annotated[int, typer.Option("--top", help="Slowest layers shown on a terminal.")]
 
 

@@ -93,18 +93,24 @@ def write_rows(rows: list[dict[str, Any]], fmt: str | None, out: Path | None, ti
 
 
 def emit_profile(
-    prof: Any, stdout_fmt: str | None, file_fmt: str | None, out: Path | None, by: str, top: int
+    prof: Any,
+    stdout_fmt: str | None,
+    file_fmt: str | None,
+    out: Path | None,
+    by: str,
+    top: int,
+    depth: int | None = None,
 ) -> None:
     from latprof.io import export
 
     if out is not None and file_fmt is not None:
-        export.write_profile(prof, out, file_fmt, by, top)
+        export.write_profile(prof, out, file_fmt, by, top, depth)
     if stdout_fmt == "table":
         from latprof.render.terminal import profile_view
 
-        console().print(profile_view(prof, by=by, top=top))
+        console().print(profile_view(prof, by=by, top=top, depth=depth))
     elif stdout_fmt is not None:
-        sys.stdout.write(export.profile_text(prof, stdout_fmt, by))
+        sys.stdout.write(export.profile_text(prof, stdout_fmt, by, depth))
     print_notices(prof.notices)  # always, whatever stdout is
     if out is not None:
         wrote(out)

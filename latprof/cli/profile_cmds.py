@@ -11,9 +11,12 @@ import typer
 from latprof.cli.app import (
     ByOpt,
     CudnnBenchmarkOpt,
+    DepthOpt,
     DeviceOpt,
     DtypeOpt,
     FormatOpt,
+    LeavesOnlyOpt,
+    ModuleOpt,
     OutOpt,
     ProgressView,
     Tf32Opt,
@@ -94,9 +97,16 @@ SaveOpt = Annotated[
 ]
 
 
-def check_by(by: str) -> None:
-    if by not in ("category", "layer"):
-        raise UsageError(f"--by {by!r} is unknown; use category or layer")
+VIEWS = ("category", "layer", "module", "op")
+
+
+def check_by(by: str, depth: int | None = None, module: str | None = None) -> None:
+    if by not in VIEWS:
+        raise UsageError(f"--by {by!r} is unknown; use category, layer, module or op")
+    if depth is not None and (by != "module" or depth < 0):
+        raise UsageError("--depth goes with --by module and is 0 or more, e.g. --depth 2")
+    if module is not None and by != "op":
+        raise UsageError("--module NAME goes with --by op: add --by op")
 
 
 @command("profile")
@@ -113,17 +123,23 @@ def profile_cmd(
     fmt: FormatOpt = None,
     out: OutOpt = None,
     top: TopOpt = 10,
+    depth: DepthOpt = None,
+    module: ModuleOpt = None,
+    leaves_only: LeavesOnlyOpt = False,
     calibration: CalibrationOpt = None,
     allocator: AllocatorOpt = "system",
     allocator_check: AllocatorCheckOpt = None,
     tf32: Tf32Opt = None,
     cudnn_benchmark: CudnnBenchmarkOpt = None,
 ) -> None:
-    """Time every leaf layer of MODEL; aggregate per layer category."""
+    """Time every module of MODEL (leaves, and the self time of their parents); aggregate per
+    layer category."""
     from latprof.config import ProfileConfig, parse_shape
     from latprof.measure.allocator import check_condition
 
-    check_by(by)
+    check_by(by, depth, module)
+    if by == "op" and module is None:
+        raise UsageError("--by op needs --module NAME (a name from --by module)")
     shapes = [parse_shape(s) for s in input_shape or []]
     config = ProfileConfig(
         device=device,
@@ -132,6 +148,8 @@ def profile_cmd(
         warmup=warmup,
         trials=trials,
         allocator=check_condition(allocator),
+        scope="leaves" if leaves_only else "modules",
+        op_module=module,
         **cuda_conditions(tf32, cudnn_benchmark),
     )
     if batch_size is not None and batch_size < 1:
@@ -140,6 +158,15 @@ def profile_cmd(
         raise UsageError(f"--top must be 0 or more, got {top}")
     stdout_fmt, file_fmt = resolve_formats(fmt, out)
     set_threads(threads)
+    prof = _measure(model, shapes, batch_size, config, calibration)
+    if allocator_check if allocator_check is not None else config.device == "cpu":
+        _allocator_check(prof, model, shapes, batch_size, config)
+    emit_profile(prof, stdout_fmt, file_fmt, out, by, top, depth)
+
+
+def _measure(
+    model: str, shapes: list, batch_size: int | None, config: Any, calibration: Path | None
+) -> Any:
     from latprof.loading import load_model
     from latprof.measure.device import check_device
     from latprof.profiler import profile
@@ -155,9 +182,7 @@ def profile_cmd(
     finally:
         view.close()
     prof.calibration = cal
-    if allocator_check if allocator_check is not None else config.device == "cpu":
-        _allocator_check(prof, model, shapes, batch_size, config)
-    emit_profile(prof, stdout_fmt, file_fmt, out, by, top)
+    return prof
 
 
 def _allocator_check(
@@ -192,6 +217,7 @@ def report_cmd(
     fmt: FormatOpt = None,
     out: OutOpt = None,
     top: TopOpt = 10,
+    depth: DepthOpt = None,
 ) -> None:
     """Render a saved profile or lookup table again, in any format.
 
@@ -199,16 +225,22 @@ def report_cmd(
     """
     from latprof.io import profile_file
 
-    check_by(by)
+    check_by(by, depth)
     is_parquet = file.suffix == ".parquet" and file.exists()
     if is_parquet and profile_file.read_parquet_meta(file).get("kind") == "lut":
         from latprof.cli.lut_cmds import report_lut
 
+        if by not in ("category", "layer"):
+            raise UsageError(f"--by {by} is for profiles; a lookup table has category or layer")
         report_lut(file, by, fmt, out)
         return
     stdout_fmt, file_fmt = resolve_formats(fmt, out)
     prof = profile_file.load(file)
-    emit_profile(prof, stdout_fmt, file_fmt, out, by, top)
+    if by == "op" and not prof.ops:
+        raise UsageError(
+            f"{file} has no op view; profile again with --by op --module NAME to record one"
+        )
+    emit_profile(prof, stdout_fmt, file_fmt, out, by, top, depth)
 
 
 @command("zoo")

@@ -39,15 +39,16 @@ def write_rows(rows: Sequence[dict[str, Any]], path: Path, fmt: str) -> None:
     write_text(path, rows_text(rows, fmt))
 
 
-def profile_text(prof: Any, fmt: str, by: str) -> str:
-    """A profile as JSON (the whole file schema), or its category/layer rows as CSV/Markdown."""
+def profile_text(prof: Any, fmt: str, by: str, depth: int | None = None) -> str:
+    """A profile as JSON (the whole file schema), or the rows of one view (category, layer,
+    module down to `depth`, op) as CSV/Markdown."""
     if fmt == "json":
         from latprof.io.profile_file import dumps_json
 
         return dumps_json(prof)
     from latprof.render import text
 
-    rows = prof.layer_rows() if by == "layer" else prof.category_rows()
+    rows = prof.rows(by, depth)
     allocator = prof.config.allocator
     if fmt == "csv":
         return text.to_csv([{**r, "allocator": allocator} for r in rows])
@@ -61,7 +62,9 @@ def markdown_header(prof: Any) -> str:
     return f"**{prof.model}** {conditions_line(prof, ' · ')}"
 
 
-def write_profile(prof: Any, path: Path, fmt: str, by: str, top: int) -> None:
+def write_profile(
+    prof: Any, path: Path, fmt: str, by: str, top: int, depth: int | None = None
+) -> None:
     """A profile to a file in `fmt` (parquet, json, csv, markdown, or table as plain text)."""
     if fmt == "parquet":
         from latprof.io import profile_file
@@ -71,7 +74,9 @@ def write_profile(prof: Any, path: Path, fmt: str, by: str, top: int) -> None:
     if fmt == "table":
         from latprof.render.terminal import plain_text, profile_view
 
-        view = profile_view(prof, by=by, top=top)  # a file is as wide as its tables need
+        view = profile_view(
+            prof, by=by, top=top, depth=depth
+        )  # a file is as wide as its tables need
         write_text(path, plain_text(view, max(140, view.full_width())))
         return
-    write_text(path, profile_text(prof, fmt, by))
+    write_text(path, profile_text(prof, fmt, by, depth))

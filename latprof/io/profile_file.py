@@ -18,7 +18,7 @@ from latprof.config import ProfileConfig
 from latprof.env import Environment
 from latprof.errors import FileFormatError
 from latprof.io.atomic import write_text, write_with
-from latprof.records import LayerRecord, Notice, Profile
+from latprof.records import LayerRecord, ModuleRecord, Notice, Profile
 
 KIND = "profile"
 FORMAT_VERSION = 1
@@ -44,6 +44,7 @@ LAYER_SCHEMA = pa.schema(
         ("n", pa.int64()),
         ("outliers", pa.int64()),
         ("page_faults", pa.int64()),
+        ("macs_by", pa.string()),
     ]
 )
 _STORED = (
@@ -71,7 +72,39 @@ def _meta(p: Profile) -> dict[str, Any]:
         "bias_us": p.bias_us,
         "notices": [n.to_dict() for n in p.notices],
         "allocator_check": p.allocator_check,
+        "nest_us": p.nest_us,
+        "modules": [_module_dict(m) for m in p.modules],
+        "ops": p.ops,
     }
+
+
+def _module_dict(m: ModuleRecord) -> dict[str, Any]:
+    """A module with timed children as stored in the metadata (raw samples included)."""
+    return {
+        "module": m.name,
+        "category": m.category,
+        "macs": m.macs,
+        "macs_by": m.macs_by,
+        "params": m.params,
+        "samples_us": m.samples_us,
+        "total_samples_us": m.total_samples_us,
+        "call_samples": m.call_samples,
+        "children": m.children,
+    }
+
+
+def _module_record(d: dict[str, Any]) -> ModuleRecord:
+    return ModuleRecord(
+        name=d["module"],
+        category=d["category"],
+        macs=None if d["macs"] is None else float(d["macs"]),
+        params=int(d["params"]),
+        samples_us=[float(x) for x in d["samples_us"]],
+        total_samples_us=[float(x) for x in d["total_samples_us"]],
+        call_samples=[int(x) for x in d["call_samples"]],
+        macs_by=d.get("macs_by", "aten"),
+        children=list(d.get("children", [])),
+    )
 
 
 def _layer_dicts(p: Profile) -> list[dict[str, Any]]:
@@ -100,6 +133,7 @@ def _from_parts(meta: dict[str, Any], rows: list[dict[str, Any]], source: str) -
                 samples_us=[float(x) for x in r["samples_us"]],
                 call_samples=[int(x) for x in r["call_samples"]],
                 page_faults=None if r.get("page_faults") is None else int(r["page_faults"]),
+                macs_by=r.get("macs_by") or "",
             )
             for r in rows
         ]
@@ -114,6 +148,9 @@ def _from_parts(meta: dict[str, Any], rows: list[dict[str, Any]], source: str) -
             bias_us=float(meta["bias_us"]),
             notices=[Notice(**n) for n in meta.get("notices", [])],
             allocator_check=meta.get("allocator_check"),
+            modules=[_module_record(d) for d in meta.get("modules", [])],
+            nest_us=float(meta.get("nest_us", 0.0)),
+            ops=meta.get("ops"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise FileFormatError(f"{source} is not a valid latprof profile (missing {exc})") from exc
@@ -126,6 +163,8 @@ def to_json_dict(p: Profile) -> dict[str, Any]:
         "summary": {
             "e2e_us": s.e2e.to_dict(),
             "leaf_sum_us": s.leaf_sum_us,
+            "self_sum_us": s.self_sum_us,
+            "nest_us": p.nest_us,
             "unattributed_us": s.unattributed_us,
             "hook_overhead_us": s.overhead_us,
             "hook_overhead_per_call_us": s.overhead_per_call_us,
@@ -133,6 +172,7 @@ def to_json_dict(p: Profile) -> dict[str, Any]:
         },
         "categories": p.category_rows(),
         "layers": _layer_dicts(p),
+        "module_tree": p.module_rows(),
     }
 
 
@@ -193,7 +233,9 @@ def load(path: Path) -> Profile:
     if path.suffix == ".parquet":
         meta = read_parquet_meta(path)
         present = set(pq.read_schema(path).names)
-        columns = [c for c in (*_STORED, "page_faults") if c in present]  # older files: none
+        columns = [
+            c for c in (*_STORED, "page_faults", "macs_by") if c in present
+        ]  # older files: none
         rows = pq.read_table(path, columns=columns).to_pylist()
         return _from_parts(meta, rows, str(path))
     raise FileFormatError(f"{path}: unknown extension {path.suffix!r}; expected .parquet or .json")

@@ -14,9 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from latprof.measure import ROOT_NAME
 from latprof.measure.clocks import Clock
-
-ROOT_NAME = "(model)"
 
 
 def find_leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -31,6 +30,18 @@ def find_leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
         for name, module in model.named_modules()
         if next(module.children(), None) is None and not is_scripted(module)
     ]
+
+
+def find_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every module, the root included, de-duplicated by identity, in registration order;
+    TorchScript submodules and everything inside them are left out."""
+    out: list[tuple[str, nn.Module]] = []
+    scripted = scripted_modules(model)
+    for name, module in model.named_modules():
+        if is_scripted(module) or any(name.startswith(s + ".") for s in scripted):
+            continue
+        out.append((name or ROOT_NAME, module))
+    return out
 
 
 def is_scripted(module: nn.Module) -> bool:
@@ -122,6 +133,63 @@ class LeafTimer:
         return [(i, elapsed(s, e)) for i, s, e in self.calls]
 
 
+class TreeTimer(LeafTimer):
+    """Times each call of any module, nested ones included; one list of
+    (module, start, end, depth) per pass, in the order calls end (children before parents)."""
+
+    def __init__(self, modules: list[nn.Module], clock: Clock) -> None:
+        super().__init__(modules, clock)
+        self.calls: list[tuple[int, Any, Any, int]] = []  # type: ignore[assignment]
+        self._level = [0]
+
+    def _wrapper(self, index: int) -> Any:
+        mark, record, level = self.clock.mark, self.calls.append, self._level
+
+        def make(forward: Any) -> Any:
+            def timed(*args: Any, **kwargs: Any) -> Any:
+                level[0] += 1
+                start = mark()
+                out = forward(*args, **kwargs)
+                end = mark()
+                level[0] -= 1
+                record((index, start, end, level[0]))
+                return out
+
+            return timed
+
+        return make
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self._level[0] = 0
+
+    def tree_times(self, bias_us: float, nest_us: float) -> list[tuple[int, float, float]]:
+        """(module, self µs, total µs) for every call of the last pass; after clock.finish().
+
+        A call without timed children is credited max(raw - bias, 0), as a leaf. A call with
+        children is credited raw - bias - Σ children's raw - children × nest (`nest_us`: what
+        each child's timer costs its parent outside the child's own marks; never clamped, so
+        noise averages out); its total is its self time plus its children's totals.
+        """
+        elapsed = self.clock.elapsed_us
+        below: dict[int, list[float]] = {}  # depth -> [children's raw, calls, their totals]
+        out: list[tuple[int, float, float]] = []
+        for index, start, end, depth in self.calls:
+            raw = elapsed(start, end)
+            child_raw, children, child_total = below.pop(depth + 1, (0.0, 0, 0.0))
+            if children:
+                own = raw - bias_us - child_raw - children * nest_us
+            else:
+                own = max(raw - bias_us, 0.0)
+            total = own + child_total
+            out.append((index, own, total))
+            acc = below.setdefault(depth, [0.0, 0, 0.0])
+            acc[0] += raw
+            acc[1] += 1
+            acc[2] += total
+        return out
+
+
 def shape_of(value: Any) -> str:
     """Compact shape text of a tensor or a nest of tensors, e.g. '1x3x32x32'."""
     shape = getattr(value, "shape", None)
@@ -138,7 +206,8 @@ def shape_of(value: Any) -> str:
 
 @dataclass
 class ShapeProbe:
-    """One pass that records each leaf's calls and shapes, and which leaf failed."""
+    """One pass that records each module's calls and shapes (`order`: first calls, parents
+    before children), which leaf failed and which leaf finished last."""
 
     names: list[str]
     leaves: list[nn.Module]
@@ -163,13 +232,16 @@ class ShapeProbe:
                 self.order.append(index)
                 self.input_shapes[index] = shape_of([*args, *kwargs.values()])
 
+        leaf = next(self.leaves[index].children(), None) is None
+
         def post(_module: nn.Module, args: Any, kwargs: Any, out: Any) -> None:
             self.active.pop()
-            if out is None and self.failed is None:
+            if out is None and self.failed is None and leaf:
                 # always_call hooks see None when the forward raised; only read on failure
                 self.failed = (self.names[index], shape_of([*args, *kwargs.values()]))
             self.calls[index] += 1
-            self.last_finished = self.names[index]
+            if leaf:
+                self.last_finished = self.names[index]
             if not self.output_shapes[index]:
                 self.output_shapes[index] = shape_of(out)
 

@@ -1,4 +1,4 @@
-"""Warm-up and interleaved trials: raw per-leaf samples plus end-to-end samples."""
+"""Warm-up and interleaved trials: per-module self and total samples plus end-to-end samples."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from latprof.measure.clocks import Clock
-from latprof.measure.hooks import LeafTimer
+from latprof.measure.hooks import LeafTimer, TreeTimer
 
 Progress = Callable[[str, int, int], None]
 BIAS_LAYERS = 64
@@ -21,11 +21,13 @@ BIAS_LAYERS = 64
 class RunResult:
     """Raw samples of one measurement; times in µs, one row per trial."""
 
-    leaf_time_us: np.ndarray  # (trials, leaves): per-forward sum of bias-corrected calls
-    leaf_calls: np.ndarray  # (trials, leaves)
+    leaf_time_us: np.ndarray  # (trials, modules): per-forward sum of the calls' self times
+    leaf_calls: np.ndarray  # (trials, modules)
     e2e_us: np.ndarray  # (trials,): forward pass without hooks
     hooked_us: np.ndarray  # (trials,): forward pass with hooks
-    bias_us: float  # per-call hook bias subtracted from every leaf call
+    bias_us: float  # per-call timer bias subtracted from every call
+    total_us: np.ndarray | None = None  # (trials, modules): per-forward sum of total times
+    nest_us: float = 0.0  # per child call: its timer's cost inside its parent, subtracted
 
 
 def time_plain(forward: Callable[[], Any], clock: Clock) -> float:
@@ -53,6 +55,19 @@ def time_hooked(
     return clock.elapsed_us(start, end), timer.durations_us()
 
 
+def time_tree(forward: Callable[[], Any], timer: TreeTimer) -> float:
+    """One forward pass with every given module timed; total µs (calls stay in `timer`)."""
+    clock = timer.clock
+    timer.reset()
+    with timer.attached():
+        clock.start_pass()
+        start = clock.mark()
+        forward()
+        end = clock.mark()
+        clock.finish()
+    return clock.elapsed_us(start, end)
+
+
 def calibrate_bias(clock: Clock, device: str, passes: int = 20) -> float:
     """Median time a hooked `nn.Identity` call is credited with: the per-call hook bias."""
     model = nn.Sequential(*(nn.Identity() for _ in range(BIAS_LAYERS)))
@@ -66,6 +81,32 @@ def calibrate_bias(clock: Clock, device: str, passes: int = 20) -> float:
     return float(np.median(samples))
 
 
+def calibrate_nesting(clock: Clock, device: str, passes: int = 20) -> float:
+    """What one timed child costs its timed parent outside the child's own marks (µs).
+
+    A `Sequential` of identities is timed alone and with its children timed, alternately:
+    (parent - Σ children) with children timed, minus the parent alone, per child. Never
+    below 0.
+    """
+    children = [nn.Identity() for _ in range(BIAS_LAYERS)]
+    model = nn.Sequential(*children)
+    x = torch.zeros(1, device=device)
+    alone, nested = TreeTimer([model], clock), TreeTimer([model, *children], clock)
+    alone_us: list[float] = []
+    outer_us: list[float] = []
+    for i in range(passes + 3):
+        time_tree(lambda: model(x), alone)
+        parent = alone.tree_times(0.0, 0.0)[-1][1]
+        time_tree(lambda: model(x), nested)
+        calls = nested.tree_times(0.0, 0.0)
+        # with no bias and no nesting cost, the parent's self time is raw - Σ children's raw
+        outer = calls[-1][1]
+        if i >= 3:
+            alone_us.append(parent)
+            outer_us.append(outer)
+    return max((float(np.median(outer_us)) - float(np.median(alone_us))) / BIAS_LAYERS, 0.0)
+
+
 def run_trials(
     forward: Callable[[], Any],
     leaves: list[nn.Module],
@@ -74,29 +115,36 @@ def run_trials(
     trials: int,
     bias_us: float = 0.0,
     progress: Progress | None = None,
+    nest_us: float = 0.0,
 ) -> RunResult:
-    """Warm up, then time `trials` hooked and unhooked passes, interleaved (AB BA AB ...)."""
-    timer = LeafTimer(leaves, clock)
+    """Warm up, then time `trials` timed and untimed passes, interleaved (AB BA AB ...).
+
+    `leaves` may be any modules, nested ones included: each call is credited its self time
+    (see `TreeTimer.tree_times`) and its total."""
+    timer = TreeTimer(leaves, clock)
     n = len(leaves)
     total = warmup + trials
     for i in range(warmup):
-        time_hooked(forward, timer)
+        time_tree(forward, timer)
         time_plain(forward, clock)
         if progress:
             progress("warm-up", i + 1, total)
     times = np.zeros((trials, n))
+    totals = np.zeros((trials, n))
     calls = np.zeros((trials, n), dtype=np.int64)
     e2e = np.zeros(trials)
     hooked = np.zeros(trials)
     for t in range(trials):
         if t % 2:
             e2e[t] = time_plain(forward, clock)
-        hooked[t], durations = time_hooked(forward, timer)
+        hooked[t] = time_tree(forward, timer)
+        # read before the next pass: a CUDA clock reuses its events
+        for index, own, whole in timer.tree_times(bias_us, nest_us):
+            times[t, index] += own
+            totals[t, index] += whole
+            calls[t, index] += 1
         if not t % 2:
             e2e[t] = time_plain(forward, clock)
-        for index, us in durations:
-            times[t, index] += max(us - bias_us, 0.0)
-            calls[t, index] += 1
         if progress:
             progress("trials", warmup + t + 1, total)
-    return RunResult(times, calls, e2e, hooked, bias_us)
+    return RunResult(times, calls, e2e, hooked, bias_us, totals, nest_us)

@@ -158,6 +158,40 @@ def layer_layout(p: Profile, top: int | None = None) -> Layout:
     return title, columns, None
 
 
+def module_layout(p: Profile, depth: int | None = None) -> Layout:
+    """The module tree, names indented by depth. Never dropped: module, time µs, self µs."""
+    rows = p.module_rows(depth)
+    names = ["  " * r["depth"] + r["module"].rsplit(".", 1)[-1] for r in rows]
+    columns = [
+        Column("module", names, "left", wraps=True),
+        Column("class", [r["class"] for r in rows], "left", drop=6, wraps=True),
+        Column("calls", [f"{r['calls']:g}" for r in rows], drop=5),
+        Column("time µs", [us(r["time_us"]) for r in rows]),
+        Column("self µs", [us(r["self_us"]) for r in rows]),
+        Column("share", [f"{r['share']:.1%}" for r in rows], drop=2),
+        Column("self share", [f"{r['self_share']:.1%}" for r in rows], drop=1),
+        Column("MACs", [count(r["macs_total"]) for r in rows], drop=4),
+        Column("self MACs", [count(r["macs"]) for r in rows], drop=3),
+    ]
+    below = "" if depth is None else f", down to depth {depth}"
+    title = f"Module tree: total and self time (means over trials, per forward{below})"
+    return title, columns, [None if r["depth"] else "bold" for r in rows]
+
+
+def op_layout(p: Profile) -> Layout:
+    """The aten ops inside one module (--by op --module NAME)."""
+    rows = p.ops or []
+    columns = [
+        Column("op", [r["op"] for r in rows], "left", wraps=True),
+        Column("calls", [f"{r['calls']:g}" for r in rows], drop=2),
+        Column("time µs", [us(r["time_us"]) for r in rows]),
+        Column("median µs", [us(r["time_us_median"]) for r in rows], drop=1),
+        Column("MACs", [count(r["macs"]) for r in rows], drop=3),
+    ]
+    title = f"Aten ops inside {p.config.op_module} (separate passes under a dispatch mode)"
+    return title, columns, None
+
+
 def category_table(p: Profile, width: int | None = None) -> Table:
     """The category table; at `width` columns, lower-priority columns give way, and only
     then names wrap (None: every column)."""
@@ -178,6 +212,7 @@ def summary_line(p: Profile) -> Text:
         f"{us(e2e.mean)} µs (median {us(e2e.median)}, IQR {us(e2e.iqr)}, n={e2e.n})  ·  ",
         ("leaf sum ", "bold"),
         f"{us(s.leaf_sum_us)} µs  ·  ",
+        *((("self times ", "bold"), f"{us(s.self_sum_us)} µs  ·  ") if p.modules else ()),
         ("unattributed ", "bold"),
         f"{us(s.unattributed_us)} µs ({share:.1%})  ·  ",
         ("timer overhead ", "bold"),
@@ -217,10 +252,16 @@ class ProfileView:
     (None: the console's width when printed) by dropping lower-priority columns, said in
     a line under the table, and only then by wrapping names; a number is never cut."""
 
-    def __init__(self, p: Profile, by: str, top: int, width: int | None) -> None:
+    def __init__(
+        self, p: Profile, by: str, top: int, width: int | None, depth: int | None = None
+    ) -> None:
         self.p, self.width = p, width
         if by == "layer":
             self.layouts = [layer_layout(p)]
+        elif by == "module":
+            self.layouts = [module_layout(p, depth)]
+        elif by == "op":
+            self.layouts = [op_layout(p)]
         else:
             self.layouts = [category_layout(p)]
             if top > 0 and p.layers:
@@ -240,10 +281,14 @@ class ProfileView:
 
 
 def profile_view(
-    p: Profile, by: str = "category", top: int = 10, width: int | None = None
+    p: Profile,
+    by: str = "category",
+    top: int = 10,
+    width: int | None = None,
+    depth: int | None = None,
 ) -> ProfileView:
     """The terminal view of a profile, its tables fitted to `width` (None: the console's)."""
-    return ProfileView(p, by, top, width)
+    return ProfileView(p, by, top, width, depth)
 
 
 def plain_text(renderable: Any, width: int = 140) -> str:

@@ -22,7 +22,7 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-INTEGER_COLUMNS = frozenset({"macs"})
+INTEGER_COLUMNS = frozenset({"macs", "macs_total"})
 """Columns of counts kept as floats in memory (NaN or None where unknown) and written as
 integers: `38633472`, `0`, empty where unknown."""
 

@@ -1,0 +1,254 @@
+"""Every module timed: self and total times on a fake clock, the tree, aten MACs by hand."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latprof.aten_ops import OUTSIDE, count_macs, time_ops
+from latprof.config import ProfileConfig
+from latprof.errors import UsageError
+from latprof.measure.clocks import FakeClock
+from latprof.measure.runner import calibrate_nesting
+from latprof.module_tree import children_of, parent_of
+from latprof.profiler import notices_for, profile
+from tests.helpers import Work, assert_untouched, snapshot
+
+READ_NS = 100
+
+
+class Conv(Work):
+    pass
+
+
+class Act(Work):
+    pass
+
+
+class Block(nn.Module):
+    """0.3 µs of its own work, then conv (2 µs) and act (1 µs)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.conv = Conv(clock, 2000)
+        self.act = Act(clock, 1000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.clock.advance(300)
+        return self.act(self.conv(x))
+
+
+class Tree(nn.Module):
+    """Two blocks, a head called twice in a loop, 0.2 µs of own work and a direct call of
+    b1.conv.forward (2 µs) from the model's own forward."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.b1 = Block(clock)
+        self.b2 = Block(clock)
+        self.head = Conv(clock, 500)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.b2(self.b1(x))
+        for _ in range(2):
+            x = self.head(x)
+        self.clock.advance(200)
+        return self.b1.conv.forward(x)
+
+
+def run(model: nn.Module, clock: FakeClock, trials: int = 4, **kw: object):
+    config = ProfileConfig(warmup=2, trials=trials, **kw)
+    return profile(model, (torch.zeros(1, 2),), config=config, clock=clock)
+
+
+def test_nesting_cost_is_calibrated_from_clock_reads() -> None:
+    # a child's timer reads the clock twice inside its parent's span; one read is inside the
+    # child's own marks (the bias), so 1 read = 0.1 µs is the cost outside them
+    assert calibrate_nesting(FakeClock(read_cost_ns=READ_NS), "cpu") == pytest.approx(0.1)
+    assert calibrate_nesting(FakeClock(), "cpu") == 0.0
+
+
+@pytest.fixture(scope="module")
+def tree():
+    clock = FakeClock(read_cost_ns=READ_NS)
+    model = Tree(clock)
+    before = snapshot(model)
+    prof = run(model, clock)
+    assert_untouched(model, *before)
+    return prof
+
+
+def test_self_and_total_times_are_exact(tree) -> None:
+    assert tree.bias_us == pytest.approx(0.1) and tree.nest_us == pytest.approx(0.1)
+    rows = {r["module"]: r for r in tree.module_rows()}
+    # blocks: 0.3 µs own work; total 0.3 + 2 + 1
+    for block in ("b1", "b2"):
+        assert rows[block]["self_us"] == pytest.approx(0.3)
+        assert rows[block]["time_us"] == pytest.approx(3.3)
+    # the model: 0.2 µs own; the direct b1.conv.forward call is timed (a shadowed forward)
+    # and counted as its child; total = all 9.8 µs of work
+    assert rows["(model)"]["self_us"] == pytest.approx(0.2)
+    assert rows["(model)"]["time_us"] == pytest.approx(9.8)
+    # b1.conv: one call through b1, one direct: 2 calls, 4 µs per forward
+    assert rows["b1.conv"]["calls"] == 2 and rows["b1.conv"]["time_us"] == pytest.approx(4.0)
+    assert rows["head"]["calls"] == 2 and rows["head"]["self_us"] == pytest.approx(1.0)
+    s = tree.summary
+    assert s.leaf_sum_us == pytest.approx(4.0 + 1.0 + 2.0 + 1.0 + 1.0)
+    assert s.self_sum_us == pytest.approx(0.3 + 0.3 + 0.2)
+    # plain pass: 9.8 µs of work + its own clock read; only that read is outside every module
+    assert s.e2e.mean == pytest.approx(9.9)
+    assert s.unattributed_us == pytest.approx(0.1)
+
+
+def test_tree_rows_parent_depth_and_order(tree) -> None:
+    rows = tree.module_rows()
+    assert [(r["module"], r["parent"], r["depth"]) for r in rows] == [
+        ("(model)", "", 0),
+        ("b1", "(model)", 1),
+        ("b1.conv", "b1", 2),
+        ("b1.act", "b1", 2),
+        ("b2", "(model)", 1),
+        ("b2.conv", "b2", 2),
+        ("b2.act", "b2", 2),
+        ("head", "(model)", 1),
+    ]
+    assert [r["module"] for r in tree.module_rows(depth=1)] == ["(model)", "b1", "b2", "head"]
+    assert rows[1]["class"] == "Block" and rows[2]["class"] == "Conv"
+
+
+def test_categories_carry_container_self_times(tree) -> None:
+    cats = {r["category"]: r for r in tree.category_rows()}
+    # Block: mean over trials of the per-trial sum of both blocks' self times
+    assert cats["Block"]["time_us"] == pytest.approx(0.6)
+    assert cats["Block"]["calls"] == 2 and cats["Block"]["layers"] == 2
+    assert cats["Tree"]["time_us"] == pytest.approx(0.2)
+    assert cats["Conv"]["time_us"] == pytest.approx(4.0 + 2.0 + 1.0)
+    assert cats["(unattributed)"]["time_us"] == pytest.approx(0.1)
+    assert sum(r["share"] for r in tree.category_rows()) == pytest.approx(1.0)
+
+
+def test_leaves_scope_times_no_container() -> None:
+    clock = FakeClock(read_cost_ns=READ_NS)
+    prof = run(Tree(clock), clock, scope="leaves")
+    assert prof.modules == []
+    # the blocks' 0.6 µs and the model's 0.2 µs go back to (unattributed), with the read
+    assert prof.summary.unattributed_us == pytest.approx(0.9)
+    assert [r["depth"] for r in prof.module_rows()] == [0] * 5
+
+
+def test_negative_self_time_notice_names_the_module(tree) -> None:
+    b1 = next(m for m in tree.modules if m.name == "b1")
+    assert "negative-self" not in {n.kind for n in notices_for(tree)}
+
+    def with_self(samples: list[float]):
+        others = [m for m in tree.modules if m.name != "b1"]
+        return replace(tree, modules=[replace(b1, samples_us=samples), *others], notices=[])
+
+    [notice] = [n for n in notices_for(with_self([-2.0, -2.5, -1.5, -2.0])) if "self" in n.kind]
+    assert "b1" in notice.message and "--leaves-only" in notice.hint
+    # noise around 0 (mean -0.25, standard error 1.25) is not reported
+    assert "negative-self" not in {n.kind for n in notices_for(with_self([2, -3, 2, -2]))}
+
+
+def test_parent_is_the_nearest_timed_ancestor() -> None:
+    present = {"(model)", "a", "a.b.c"}
+    assert parent_of("a.b.c", present) == "a"  # a.b was not timed
+    assert parent_of("a", present) == "(model)"
+    assert parent_of("(model)", present) is None
+    assert parent_of("x", {"x"}) is None  # no root timed (leaves only)
+    assert children_of(["(model)", "a", "a.b.c", "z"]) == {
+        "(model)": ["a", "z"],
+        "a": ["a.b.c"],
+        "a.b.c": [],
+        "z": [],
+    }
+
+
+def test_unknown_op_module_is_a_usage_error_naming_close_ones() -> None:
+    clock = FakeClock()
+    with pytest.raises(UsageError, match=r"--module 'b1.cnv' .* did you mean b1.conv"):
+        run(Tree(clock), clock, op_module="b1.cnv")
+
+
+# ------------------------------------------------------------------ aten MACs, by hand
+
+
+class Attention(nn.Module):
+    """MHA (fast path in eval), a functional einsum and sdpa, and a Linear child."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mha = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.fc = nn.Linear(16, 32)
+        self.w = nn.Parameter(torch.randn(32, 16))
+        self.k = nn.Parameter(torch.randn(4, 3, 3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.mha(x, x, x, need_weights=False)[0] + x
+        z = torch.einsum("blc,cd->bld", self.fc(y), self.w)
+        q = z.view(2, 5, 2, 8).transpose(1, 2)
+        a = F.scaled_dot_product_attention(q, q, q)
+        img = F.conv2d(a.reshape(2, 2, 5, 8)[:, :1].expand(2, 3, 5, 8), self.k)
+        return a.sum() + img.sum()
+
+
+def test_aten_macs_are_credited_to_the_innermost_module() -> None:
+    model = Attention().eval()
+    x = torch.randn(2, 5, 16)
+    modules = [model, model.mha, model.fc, model.mha.out_proj]
+    for mode in (torch.inference_mode, torch.no_grad):
+        with mode():
+            counter = count_macs(model, (x,), {}, modules)
+        # mha, B 2, L 5, E 16: q, k, v and out projections 4 x 5·16·16, q·kᵀ and a·v 2 x 5·5·16
+        mha = 2 * (4 * 5 * 16 * 16 + 2 * 5 * 5 * 16)
+        assert counter.macs[1] == mha == 11840
+        assert counter.macs[2] == 2 * 5 * 16 * 32  # fc: 10 rows x 16 x 32
+        # the model itself: einsum 10 x 32 x 16; sdpa B 2, H 2, L 5, d 8: 2 x 2·2·5·5·8;
+        # conv 3->4 k3 on 5x8: out 2x4x3x6 = 144 positions x 27
+        own = 10 * 32 * 16 + 2 * (2 * 2 * 5 * 5 * 8) + 144 * 27
+        assert counter.macs[0] == own
+        assert 3 not in counter.macs and OUTSIDE not in counter.macs  # out_proj never ran
+
+
+def test_profile_reports_container_macs_from_aten_and_leaves_from_thop() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), Residual(nn.Conv2d(4, 4, 1)))
+    prof = profile(model, (torch.zeros(1, 3, 6, 6),), config=ProfileConfig(warmup=1, trials=2))
+    rows = {r["module"]: r for r in prof.module_rows()}
+    # conv 3->4 k3 on 6x6: 4x4x4 outputs x 27 = 1728, by latprof's conv counter
+    assert (rows["0"]["macs"], rows["0"]["macs_by"]) == (1728, "latprof")
+    # Residual's own forward runs a functional 1x1 conv 4->4 on 4x4: 64 x 4 = 256, by aten
+    assert (rows["1"]["macs"], rows["1"]["macs_by"]) == (256, "aten")
+    assert rows["1.conv"]["macs"] == 256  # its child, by thop
+    assert rows["(model)"]["macs"] == 0 and rows["(model)"]["macs_total"] == 1728 + 512
+    cats = {r["category"]: r for r in prof.category_rows()}
+    assert cats["Residual"]["macs"] == 256
+
+
+class Residual(nn.Module):
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + F.conv2d(x, self.conv.weight)
+
+
+def test_by_op_times_the_ops_inside_one_module() -> None:
+    model = Attention().eval()
+    x = torch.randn(2, 5, 16)
+    with torch.inference_mode():
+        rows = time_ops(model, (x,), {}, model, FakeClock(read_cost_ns=READ_NS), passes=3)
+    ops = {r["op"]: r for r in rows}
+    # every op is credited one clock read (0.1 µs) on the fake clock
+    assert ops["aten._native_multi_head_attention"]["time_us"] == pytest.approx(0.1)
+    assert ops["aten._native_multi_head_attention"]["macs"] == 11840
+    assert ops["aten.bmm"]["macs"] == 10 * 32 * 16  # the einsum
+    assert ops["aten.addmm"]["calls"] == 1 and ops["aten.addmm"]["macs"] == 5120
+    total = sum(r["macs"] for r in rows)
+    assert total == 11840 + 5120 + 10 * 32 * 16 + 2 * 2 * 2 * 5 * 5 * 8 + 144 * 27
