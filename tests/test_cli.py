@@ -156,7 +156,7 @@ def test_zoo_cnn_has_all_seed_categories() -> None:
             2,
             "build_model() raised RuntimeError: weights file missing",
         ),
-        (["profile", "zoo:nope"], 2, "unknown zoo model 'nope'; known: cnn, dscnn"),
+        (["profile", "zoo:nope"], 2, "unknown zoo model 'nope'; known: cnn, densenet, dscnn"),
         (["report", "missing.parquet"], 2, "missing.parquet does not exist"),
     ],
 )

@@ -110,7 +110,9 @@ def test_no_input_known(tmp_path: Path) -> None:
 def test_zoo_and_unknown_zoo() -> None:
     loaded = load_model("zoo:cnn")
     assert loaded.args[0].shape == (1, 3, 32, 32)
-    with pytest.raises(ModelLoadError, match="unknown zoo model 'nope'; known: cnn, dscnn"):
+    with pytest.raises(
+        ModelLoadError, match="unknown zoo model 'nope'; known: cnn, densenet, dscnn"
+    ):
         load_model("zoo:nope")
 
 

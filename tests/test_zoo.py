@@ -59,10 +59,11 @@ def run(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 # --- registry ---------------------------------------------------------------------------
 
 
-def test_zoo_lists_cnn_dscnn_and_the_tfnas_archs() -> None:
+def test_zoo_lists_cnns_transformers_and_the_tfnas_archs() -> None:
     tfnas = {f"tfnas-{s}" for s in "abcd"}
     tfnas |= {f"{n}-wose" for n in tfnas} | {"tfnas-cpu-a", "tfnas-cpu-b"}
-    assert set(ZOO) == {"cnn", "dscnn", "tfnas-mbv2-a", "tfnas-mbv2-b"} | tfnas
+    builtin = {"cnn", "dscnn", "vit", "swin", "densenet"}
+    assert set(ZOO) == builtin | {"tfnas-mbv2-a", "tfnas-mbv2-b"} | tfnas
     for name, entry in ZOO.items():
         assert isinstance(entry, ZooEntry)
         assert entry.name == name
@@ -97,7 +98,9 @@ def test_get_entry_unknown_lists_known_names() -> None:
     with pytest.raises(ModelLoadError) as info:
         get_entry("resnet")
     message = str(info.value)
-    assert message.startswith("unknown zoo model 'resnet'; known: cnn, dscnn, tfnas-a, ")
+    assert message.startswith(
+        "unknown zoo model 'resnet'; known: cnn, densenet, dscnn, swin, tfnas-a, "
+    )
     assert "\n" not in message
 
 
@@ -117,7 +120,7 @@ def test_importing_zoo_does_not_import_torch() -> None:
         text=True,
         check=True,
     )
-    assert result.stdout.split() == ["False", "14"]
+    assert result.stdout.split() == ["False", "17"]
 
 
 # --- zoo:cnn ----------------------------------------------------------------------------
@@ -158,6 +161,86 @@ def test_dscnn_residual_add_is_applied() -> None:
     with torch.inference_mode():
         inner = block.project(block.depthwise(block.expand(x)))
         assert torch.allclose(block(x), inner + x)
+
+
+# --- zoo:vit, zoo:swin, zoo:densenet (torchvision-like structure) ----------------------
+
+
+def calls(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
+    """How many times each module's forward runs in one eval pass."""
+    counts = {name: 0 for name, _ in model.named_modules()}
+    handles = [
+        m.register_forward_pre_hook(lambda *_, n=name: counts.__setitem__(n, counts[n] + 1))
+        for name, m in model.named_modules()
+    ]
+    try:
+        run(model, x)
+    finally:
+        for h in handles:
+            h.remove()
+    return counts
+
+
+def test_vit_structure_and_fast_path_agrees_with_slow_path() -> None:
+    from latprof.zoo.vit import EncoderBlock
+
+    model = get_entry("vit").build()
+    assert model.conv_proj.kernel_size == model.conv_proj.stride == (4, 4)
+    assert model.encoder.pos_embedding.shape == (1, 65, 64)
+    blocks = [m for m in model.modules() if isinstance(m, EncoderBlock)]
+    assert len(blocks) == 4
+    assert all(b.self_attention.batch_first and b.self_attention.num_heads == 4 for b in blocks)
+    x = torch.randn(1, 3, 32, 32)
+    counts = calls(model, x)
+    assert counts["encoder.layers.encoder_layer_0.self_attention"] == 1
+    assert counts["encoder.layers.encoder_layer_0.self_attention.out_proj"] == 0
+    fused = run(model, x)
+    model.train()  # all dropout is 0: same maths through F.multi_head_attention_forward
+    with torch.no_grad():
+        assert torch.allclose(model(x), fused, atol=1e-5)
+
+
+def test_swin_attention_is_functional_and_shift_alternates() -> None:
+    from latprof.zoo.swin import PatchMerging, ShiftedWindowAttention
+
+    model = get_entry("swin").build()
+    attns = [m for m in model.modules() if isinstance(m, ShiftedWindowAttention)]
+    assert [a.shift_size for a in attns] == [[0, 0], [2, 2], [0, 0], [2, 2]]
+    assert sum(isinstance(m, PatchMerging) for m in model.modules()) == 1
+    counts = calls(model, torch.randn(1, 3, 64, 64))
+    for name in ("features.1.0.attn", "features.3.1.attn"):
+        assert counts[name] == 1
+        assert counts[f"{name}.qkv"] == counts[f"{name}.proj"] == 0
+    assert [a.shift_size for a in attns] == [[0, 0], [2, 2], [0, 0], [2, 2]]  # not mutated
+
+
+def test_swin_shift_changes_the_output() -> None:
+    from latprof.zoo.swin import SwinTransformerBlock
+
+    block = SwinTransformerBlock(16, 2, window_size=[4, 4], shift_size=[2, 2]).eval()
+    x = torch.randn(1, 8, 8, 16)
+    shifted = run(block, x)
+    block.attn.shift_size = [0, 0]
+    assert shifted.shape == (1, 8, 8, 16)
+    assert not torch.allclose(run(block, x), shifted)
+    # odd sizes are padded to whole windows and cropped back
+    assert run(block, torch.randn(1, 6, 7, 16)).shape == (1, 6, 7, 16)
+
+
+def test_densenet_concatenates_inside_layers_and_blocks() -> None:
+    from latprof.zoo.densenet import DenseBlock, DenseLayer
+
+    model = get_entry("densenet").build()
+    block = model.features.denseblock1
+    assert isinstance(block, nn.ModuleDict) and isinstance(block, DenseBlock)
+    assert list(block) == ["denselayer1", "denselayer2"]
+    assert [layer.conv1.in_channels for layer in block.values()] == [16, 24]
+    assert run(block, torch.randn(1, 16, 8, 8)).shape == (1, 32, 8, 8)
+    layer = block.denselayer2
+    assert isinstance(layer, DenseLayer)
+    assert run(layer, [torch.randn(1, 16, 8, 8), torch.randn(1, 8, 8, 8)]).shape == (1, 8, 8, 8)
+    assert model.features.transition1.conv.out_channels == 16
+    assert model.classifier.in_features == 32
 
 
 # --- MBInvRes ---------------------------------------------------------------------------

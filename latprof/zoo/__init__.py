@@ -58,6 +58,24 @@ ZOO: dict[str, ZooEntry] = {
             description="seed-000 DSCNN: MobileNetV2-like, stride-2 stem, 9 MBInvRes ReLU blocks",
             factory_path="latprof.zoo.dscnn:build",
         ),
+        ZooEntry(
+            name="vit",
+            input_shape=(1, 3, 32, 32),
+            description="torchvision-like ViT: 4x4 patches, 4 fused-MHA encoder blocks, D=64",
+            factory_path="latprof.zoo.vit:build",
+        ),
+        ZooEntry(
+            name="swin",
+            input_shape=(1, 3, 64, 64),
+            description="torchvision-like Swin v1: 2 stages, functional shifted-window attention",
+            factory_path="latprof.zoo.swin:build",
+        ),
+        ZooEntry(
+            name="densenet",
+            input_shape=(1, 3, 32, 32),
+            description="torchvision-like DenseNet-BC: growth 8, 2 dense blocks of 2 layers",
+            factory_path="latprof.zoo.densenet:build",
+        ),
     )
 }
 
