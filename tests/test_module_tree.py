@@ -252,3 +252,49 @@ def test_by_op_times_the_ops_inside_one_module() -> None:
     assert ops["aten.addmm"]["calls"] == 1 and ops["aten.addmm"]["macs"] == 5120
     total = sum(r["macs"] for r in rows)
     assert total == 11840 + 5120 + 10 * 32 * 16 + 2 * 2 * 2 * 5 * 5 * 8 + 144 * 27
+
+
+@pytest.mark.parametrize("name", ["vit", "swin", "densenet", "dscnn"])
+def test_aten_macs_equal_the_hand_counts_module_by_module(name: str) -> None:
+    from latprof.loading import load_model
+    from tests.hand_macs import HAND_MACS, with_zeros
+
+    loaded = load_model(f"zoo:{name}")
+    model = loaded.module.eval()
+    named = list(model.named_modules())
+    with torch.inference_mode():
+        counter = count_macs(model, loaded.args, loaded.kwargs, [m for _, m in named])
+    got = {n: counter.macs.get(i, 0.0) for i, (n, _) in enumerate(named)}
+    assert got == with_zeros(HAND_MACS[name](), model)
+    assert OUTSIDE not in counter.macs
+
+
+class SharedAct(nn.Module):
+    """One Act instance registered in two blocks; the second block also calls it twice."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        act = Act(clock, 1000)
+        self.a = nn.Sequential(Conv(clock, 2000), act)
+        self.b = nn.Sequential(act, act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x))
+
+
+def test_a_module_shared_between_parents_is_subtracted_where_it_ran() -> None:
+    clock = FakeClock(read_cost_ns=READ_NS)
+    prof = run(SharedAct(clock), clock)
+    rows = {r["module"]: r for r in prof.module_rows()}
+    # registered as a.1 (named_modules keeps the first name); 3 calls, 1 µs each
+    assert "b.0" not in rows and rows["a.1"]["calls"] == 3
+    assert rows["a.1"]["time_us"] == pytest.approx(3.0)
+    # b ran it twice: its self time is 0 and its total the 2 µs it ran
+    assert rows["b"]["self_us"] == pytest.approx(0.0, abs=1e-9)
+    assert rows["b"]["time_us"] == pytest.approx(2.0)
+    assert rows["a"]["time_us"] == pytest.approx(3.0)
+    # the tree adds up: leaves + self times = the model's total = 5 µs of work
+    s = prof.summary
+    assert s.leaf_sum_us + s.self_sum_us == pytest.approx(rows["(model)"]["time_us"])
+    assert rows["(model)"]["time_us"] == pytest.approx(5.0)
+    assert all(m.stats.mean >= -1e-9 for m in prof.modules)

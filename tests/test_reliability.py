@@ -391,7 +391,7 @@ def test_methodology_says_the_negative_unattributed_notice_fires_on_any_negative
     assert "warns when it exceeds the end-to-end IQR" not in text
     assert "| negative unattributed | leaf sum > end-to-end by more than" not in text
     assert "latprof warns whenever it is negative" in text
-    assert "| negative unattributed | leaf sum > end-to-end, by any amount" in text
+    assert "| negative unattributed | leaf + self sum > end-to-end, by any amount" in text
 
 
 def test_dry_run_says_which_sample_entries_failed(monkeypatch: pytest.MonkeyPatch) -> None:

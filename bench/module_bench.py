@@ -1,0 +1,152 @@
+"""Issue 14: every module timed. Prints, per goal, the measured figures and whether it is met.
+
+1. Timer cost with every module timed, on nested `nn.Identity` chains (wrappers of depth
+   1..32): added time per timed call (goal <= 1 µs) and whether self times are unbiased
+   (the chain's (unattributed) near 0, every wrapper's self time near its plain cost).
+2. zoo:vit, zoo:swin, zoo:densenet, zoo:dscnn (the structure of ViT, Swin, DenseNet and
+   MobileNetV2 blocks): (unattributed) share of end-to-end (goal <= 3 %) and the model's
+   own total against end-to-end (goal within 3 %); aten MACs against FlopCounterMode / 2
+   (goal within 1 % where FlopCounterMode counts every op).
+3. CNN numbers unchanged: zoo:cnn and zoo:dscnn profiled with every module timed and with
+   --leaves-only, alternately: leaf times (ratio of sums, median of per-layer ratios) and MACs.
+
+CPU, 1 thread, batch 1. Run alone: nothing else may use the CPU while it times.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from torch import nn
+
+TRIALS = 50
+MODELS = ("vit", "swin", "densenet", "dscnn")
+
+
+class Wrap(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
+def chain(depth: int) -> nn.Module:
+    model: nn.Module = nn.Identity()
+    for _ in range(depth):
+        model = Wrap(model)
+    return model
+
+
+def profile(model: nn.Module, args: tuple, scope: str = "modules", trials: int = TRIALS):
+    from latprof.config import ProfileConfig
+    from latprof.profiler import profile as run
+
+    config = ProfileConfig(threads=1, warmup=10, trials=trials, scope=scope)
+    return run(model, args, {}, config)
+
+
+def timer_cost() -> None:
+    print("1. timer cost on nested Identity chains (depth = wrappers around one Identity)")
+    print("   depth  calls  e2e µs  timed µs  added µs/call  Σself+leaf µs  unattributed µs")
+    x = torch.zeros(1)
+    worst = 0.0
+    for depth in (1, 4, 16, 32):
+        prof = profile(chain(depth), (x,), trials=200)
+        s = prof.summary
+        worst = max(worst, s.overhead_per_call_us)
+        timed = s.leaf_sum_us + s.self_sum_us
+        print(
+            f"   {depth:5d}  {s.calls_per_pass:5.0f}  {s.e2e.mean:6.2f}  {s.hooked.mean:8.2f}  "
+            f"{s.overhead_per_call_us:13.3f}  {timed:13.2f}  {s.unattributed_us:15.3f}"
+        )
+    print(f"   bias {prof.bias_us:.3f} µs/call, nest {prof.nest_us:.3f} µs per child call")
+    print(
+        f"   goal: added time per timed call <= 1 µs: worst {worst:.3f} µs -> "
+        f"{'met' if worst <= 1.0 else 'NOT met'}"
+    )
+
+
+def aten_total(model: nn.Module, args: tuple) -> tuple[float, float]:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from latprof.aten_ops import count_macs
+
+    modules = list(model.modules())
+    with torch.inference_mode():
+        ours = sum(count_macs(model, args, {}, modules).macs.values())
+        with FlopCounterMode(display=False) as fc:
+            model(*args)
+    return ours, fc.get_total_flops() / 2
+
+
+def attribution() -> None:
+    from latprof.loading import load_model
+
+    print("\n2. attribution and MACs on transformer / dense / inverted-residual models")
+    print("   model     e2e µs  unattributed  model total/e2e  aten MACs     FlopCounter/2  diff")
+    for name in MODELS:
+        loaded = load_model(f"zoo:{name}")
+        model = loaded.module.eval()
+        prof = profile(model, loaded.args)
+        s = prof.summary
+        root = next(r for r in prof.module_rows(0))
+        ours, theirs = aten_total(model, loaded.args)
+        diff = (ours - theirs) / theirs if theirs else float("nan")
+        print(
+            f"   {name:8s} {s.e2e.mean:7.0f}  {s.unattributed_us / s.e2e.mean:11.1%}  "
+            f"{root['time_us'] / s.e2e.mean:15.3f}  {ours:12,.0f}  {theirs:13,.0f}  {diff:+.2%}"
+        )
+        top = sorted(prof.module_rows(), key=lambda r: r["self_us"], reverse=True)
+        containers = [r for r in top if r["macs_by"] == "aten" and r["self_us"] > 0][:3]
+        print(
+            "            largest parent self times: "
+            + ", ".join(f"{r['class']} {r['self_us']:.0f} µs" for r in containers)
+        )
+
+
+def cnn_unchanged() -> None:
+    from latprof.loading import load_model
+
+    print("\n3. CNN numbers with every module timed vs --leaves-only (alternating, 3 rounds)")
+    for name in ("cnn", "dscnn"):
+        loaded = load_model(f"zoo:{name}")
+        sums: dict[str, list[float]] = {"modules": [], "leaves": []}
+        per_layer: dict[str, dict[str, list[float]]] = {"modules": {}, "leaves": {}}
+        macs: dict[str, dict[str, float | None]] = {}
+        for _ in range(3):
+            for scope in ("modules", "leaves"):
+                prof = profile(loaded.module, loaded.args, scope=scope)
+                sums[scope].append(prof.summary.leaf_sum_us)
+                for layer in prof.layers:
+                    per_layer[scope].setdefault(layer.name, []).append(layer.stats.median)
+                macs[scope] = {layer.name: layer.macs for layer in prof.layers}
+        ratio = statistics.median(sums["modules"]) / statistics.median(sums["leaves"])
+        ratios = [
+            statistics.median(per_layer["modules"][n]) / statistics.median(v)
+            for n, v in per_layer["leaves"].items()
+            if statistics.median(v) > 0
+        ]
+        same = macs["modules"] == macs["leaves"]
+        q1, _, q3 = statistics.quantiles(ratios, n=4)
+        print(
+            f"   {name:6s} leaf sum modules/leaves-only {ratio:.3f}; per-layer median ratio "
+            f"{statistics.median(ratios):.3f} (IQR of ratios {q1:.3f}-{q3:.3f}); "
+            f"MACs identical: {same}"
+        )
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    timer_cost()
+    attribution()
+    cnn_unchanged()
+    print(f"\nmodule_bench: {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
