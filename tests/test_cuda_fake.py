@@ -17,7 +17,7 @@ from latprof.lut.jobs import Job
 from latprof.measure.clocks import CudaClock, FakeClock
 from latprof.measure.device import cuda_flags, cuda_flags_now, device_context
 from latprof.measure.runner import run_trials
-from latprof.profiler import launch_bound_notice
+from latprof.profile_notices import launch_bound_notice
 from tests.fake_cuda import FakeCuda
 from tests.helpers import Work
 

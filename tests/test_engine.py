@@ -12,7 +12,8 @@ from torch import nn
 from latprof.config import ProfileConfig
 from latprof.errors import ModelRunError, UsageError
 from latprof.measure.clocks import FakeClock
-from latprof.profiler import notices_for, profile
+from latprof.profile_notices import notices_for
+from latprof.profiler import profile
 from tests.helpers import Work, assert_untouched, snapshot
 
 READ_NS = 100  # each clock read costs 100 ns of fake time

@@ -15,7 +15,8 @@ from latprof.errors import UsageError
 from latprof.measure.clocks import FakeClock
 from latprof.measure.runner import calibrate_nesting
 from latprof.module_tree import children_of, parent_of
-from latprof.profiler import notices_for, profile
+from latprof.profile_notices import notices_for
+from latprof.profiler import profile
 from tests.helpers import Work, assert_untouched, snapshot
 
 READ_NS = 100
