@@ -272,3 +272,11 @@ def test_expand_multi_unit() -> None:
     assert expand_multi(["build-lut", "--unit", "A", "B", "--trials", "3"]) == [
         "build-lut", "--unit", "A", "--unit", "B", "--trials", "3"
     ]  # fmt: skip
+
+
+def test_units_compared_on_resume_and_merge_absent_means_none() -> None:
+    older = LatencyTable({"kind": "lut", "source": "models"})  # a table from before --unit
+    assert older.differences({"kind": "lut", "source": "models", "units": []}) == []
+    assert older.differences({"kind": "lut", "source": "models", "units": ["Block"]}) == [
+        "units: [] != ['Block']"
+    ]
