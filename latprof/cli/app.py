@@ -254,7 +254,7 @@ def print_notices(notices: list[Any]) -> None:
         err.print(notice_text(n))
 
 
-MULTI_VALUE = ("--models", "--archs")
+MULTI_VALUE = ("--models", "--archs", "--unit")
 
 
 def expand_multi(argv: list[str]) -> list[str]:

@@ -50,6 +50,15 @@ ModelsOpt = Annotated[
         "models (MODEL specs, several after one --models).",
     ),
 ]
+UnitOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--unit",
+        help="With --models: time every module of this class as one entry (the module as a "
+        "whole: residual adds, functional ops and all), not its leaf layers (e.g. "
+        "MultiheadAttention; repeatable, or several after one --unit).",
+    ),
+]
 BatchOpt = Annotated[
     int | None,
     typer.Option("--batch-size", help="Default: 1 on CPU, 32 on CUDA (TF-NAS's settings)."),
@@ -136,6 +145,7 @@ def build_lut_cmd(
     space: SpaceOpt = None,
     archs: ArchsOpt = None,
     models: ModelsOpt = None,
+    unit: UnitOpt = None,
     device: DeviceOpt = "cpu",
     batch_size: BatchOpt = None,
     dtype: DtypeOpt = "float32",
@@ -167,11 +177,13 @@ def build_lut_cmd(
     context = planmod.check_options(
         space=space, archs=archs, models=models, width_step=width_step, context=context,
         statistic=statistic, resume=resume, remeasure_noisy=remeasure_noisy, shard=shard,
+        units=unit,
     )  # fmt: skip
     set_threads(threads)
     check_device(parse_device(device))
     plan = planmod.plan_build(
-        space=space, archs=archs, models=models, device=device, batch=batch_size, dtype=dtype,
+        space=space, archs=archs, models=models, units=unit, device=device, batch=batch_size,
+        dtype=dtype,
         warmup=warmup, trials=trials, width_step=width_step, context=context,
         statistic=statistic, shard=shard, **flags,
     )  # fmt: skip
@@ -183,12 +195,6 @@ def build_lut_cmd(
     if dry_run:
         typer.echo("\n".join(_dry_run_lines(plan, out, self_check + fit)))
         return
-    if out.suffix != ".parquet":
-        raise UsageError(f"-o {out}: lookup tables are Parquet files; use a .parquet name")
-    from latprof.io.atomic import check_writable
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    check_writable(out)
     _build(plan, out, resume, remeasure_noisy)
     if fit or self_check:
         _check(out, fit, self_check)
@@ -221,8 +227,13 @@ def _check(out: Path, fit: int, self_check: int) -> None:
 
 
 def _build(plan: Any, out: Path, resume: bool, remeasure_noisy: bool) -> None:
+    from latprof.io.atomic import check_writable
     from latprof.lut.build import build
 
+    if out.suffix != ".parquet":
+        raise UsageError(f"-o {out}: lookup tables are Parquet files; use a .parquet name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
     view = ProgressView(f"measuring {plan.label}", delay_s=0.0)
     started = time.monotonic()
     try:
@@ -276,6 +287,10 @@ def _dry_run_lines(plan: Any, out: Path, self_check: int) -> list[str]:
     lines = [
         f"{len(jobs)} entries, {len(todo)} to measure ({len(jobs) - len(todo)} already in {out})"
     ]
+    units = plan.unit_entries()
+    if units:
+        listed = ", ".join(f"{n} {u}" for u, n in units.items())
+        lines.append(f"  of which units (each module timed whole): {listed}")
     if todo and plan.slots is not None:
         return lines + _network_estimate(todo, plan, self_check)
     if not todo:

@@ -219,10 +219,16 @@ def _predict_line(table: Any, target: str, pred: Any, network: Any) -> str:
     measured, _ = measure_end_to_end(*network(), MeasureSettings.of_table(table.meta))
     whole = float(getattr(measured, table.statistic))
     gap = whole - pred.total_us
+    units = table.meta.get("units") or []
+    where = "leaf layer (residual adds, concatenations, other tensor ops)"
+    if units:
+        where = (
+            f"leaf layer or unit ({', '.join(units)}): residual adds, concatenations and "
+            "other tensor ops outside the units"
+        )
     return line + (
         f"; measured end to end {whole:,.1f} µs ({table.statistic}), so {gap:,.1f} µs "
-        f"({100 * gap / whole:.1f} %) is not in any leaf layer (residual adds, "
-        "concatenations, other tensor ops)"
+        f"({100 * gap / whole:.1f} %) is not in any {where}"
     )
 
 

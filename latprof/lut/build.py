@@ -150,17 +150,18 @@ def estimate_build(
 ) -> BuildEstimate:
     """Estimate how long `build` takes for `jobs` by measuring a few of them for real.
 
-    Jobs are sorted by cost_proxy (or kept in order when a proxy is unknown) and cut into
-    `samples` equal strata; the middle job of each is measured the way `build` measures
-    (same warm-up and trials, interleaved). Each stratum's passes are its sample's pass
-    time x its size x (mean proxy / sample proxy); on top come the per-entry overhead seen
-    while measuring the samples (build, MAC count) and the saves. A sample that cannot be
-    built (or run) gives its stratum no pass time: `failed` and `unestimated` say so.
+    Jobs are sorted by cost_proxy (a unit's job brings its own: its leaves' proxies summed),
+    or kept in order when a proxy is unknown, and cut into `samples` equal strata; the middle
+    job of each is measured the way `build` measures (same warm-up and trials, interleaved).
+    Each stratum's passes are its sample's pass time x its size x (mean proxy / sample
+    proxy); on top come the per-entry overhead seen while measuring the samples (build, MAC
+    count) and the saves. A sample that cannot be built (or run) gives its stratum no pass
+    time: `failed` and `unestimated` say so.
     """
     n = len(jobs)
     if n == 0:
         return BuildEstimate(0, 0.0, [], 0.0, 0.0, 0.0, 0.0, False)
-    proxies = [cost_proxy(j.columns) for j in jobs]
+    proxies = [cost_proxy(j.columns) if j.cost is None else j.cost for j in jobs]
     by_proxy = all(p is not None for p in proxies)
     weights = [p or 0.0 for p in proxies] if by_proxy else [0.0] * n
     order = sorted(range(n), key=lambda i: (weights[i], i))

@@ -21,11 +21,14 @@ from latprof.space.ops import OPS
 
 @dataclass(frozen=True)
 class Job:
-    """One entry to measure: its key, its descriptive columns and how to build it."""
+    """One entry to measure: its key, its descriptive columns and how to build it: `make`
+    returns the module and its positional arguments, and for units also its keyword
+    arguments; `cost`, when known, replaces cost_proxy(columns) in time estimates."""
 
     key: str
     columns: dict[str, Any]
-    make: Callable[[], tuple[nn.Module, tuple]]
+    make: Callable[[], tuple[nn.Module, tuple] | tuple[nn.Module, tuple, dict[str, Any]]]
+    cost: float | None = None
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -115,13 +118,8 @@ def entry_jobs(entries: Iterable[Any], batch: int, dtype: str) -> list[Job]:
     return jobs
 
 
-def layer_job(
-    module: nn.Module, shapes: list[tuple[tuple[int, ...], torch.dtype]], batch: int, dtype: str
-) -> Job:
-    """A job timing one leaf layer alone at the input shapes it saw in its model."""
-    category = type(module).__name__
-    signature = module.extra_repr()
-    text = ",".join("x".join(map(str, s)) for s, _ in shapes)
+def layer_columns(module: nn.Module, shapes: list[tuple[tuple[int, ...], torch.dtype]]) -> dict:
+    """The descriptive columns of one leaf layer called on tensors of `shapes`."""
     first = shapes[0][0] if shapes else ()
 
     def get(name: str) -> int:
@@ -129,8 +127,8 @@ def layer_job(
         value = value[0] if isinstance(value, tuple) else value
         return int(value) if isinstance(value, int) else 0
 
-    columns = {
-        "op": category,
+    return {
+        "op": type(module).__name__,
         "kernel": get("kernel_size"),
         "stride": get("stride"),
         "mid": 0,
@@ -141,9 +139,16 @@ def layer_job(
         "c_out": get("out_channels") or get("out_features"),
         "h": first[2] if len(first) == 4 else 0,
         "w": first[3] if len(first) == 4 else 0,
-        "signature": signature,
-        "input_shape": text,
+        "signature": module.extra_repr(),
+        "input_shape": ",".join("x".join(map(str, s)) for s, _ in shapes),
     }
+
+
+def layer_job(
+    module: nn.Module, shapes: list[tuple[tuple[int, ...], torch.dtype]], batch: int, dtype: str
+) -> Job:
+    """A job timing one leaf layer alone at the input shapes it saw in its model."""
+    columns = layer_columns(module, shapes)
     clone = copy.deepcopy(module)
 
     def make() -> tuple[nn.Module, tuple]:
@@ -152,4 +157,164 @@ def layer_job(
         )
         return copy.deepcopy(clone), args
 
-    return Job(f"{category}|{signature}|{text}|b{batch}|{dtype}", columns, make)
+    key = f"{columns['op']}|{columns['signature']}|{columns['input_shape']}|b{batch}|{dtype}"
+    return Job(key, columns, make)
+
+
+# ---------------------------------------------------------------------- units
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor argument of a recorded call: the `index`-th distinct tensor of the call (one
+    tensor passed twice, as in self-attention's ``attn(x, x, x)``, is one spec), rebuilt as
+    random values (floating point) or zeros (integers, booleans) of its shape and dtype."""
+
+    index: int
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    def build(self) -> torch.Tensor:
+        if self.dtype.is_floating_point:
+            return torch.randn(*self.shape, dtype=self.dtype)
+        return torch.zeros(*self.shape, dtype=self.dtype)
+
+    def text(self) -> str:
+        """'T0' for a floating-point tensor (cast to the table's dtype), else 'T0:DTYPE'."""
+        if self.dtype.is_floating_point:
+            return f"T{self.index}"
+        return f"T{self.index}:{str(self.dtype).split('.')[-1]}"
+
+
+PLAIN = (type(None), bool, int, float, str, torch.dtype)
+"""Non-tensor argument values a unit's call is replayed with (and keyed by)."""
+
+
+class UnreplayableError(TypeError):
+    """A call argument that is neither a tensor nor a plain value (nor a nest of them)."""
+
+
+def spec_of(value: Any, seen: dict[int, TensorSpec] | None = None) -> Any:
+    """`value` with every tensor replaced by its TensorSpec (tuples, lists and dicts
+    followed; a tensor met again gets the same spec); UnreplayableError for anything else
+    that is not a plain value."""
+    seen = {} if seen is None else seen
+    if isinstance(value, torch.Tensor):
+        if id(value) not in seen:
+            seen[id(value)] = TensorSpec(len(seen), tuple(value.shape), value.dtype)
+        return seen[id(value)]
+    if type(value) in (tuple, list):
+        return type(value)(spec_of(v, seen) for v in value)
+    if type(value) is dict:
+        return {k: spec_of(v, seen) for k, v in value.items()}
+    if isinstance(value, PLAIN):
+        return value
+    raise UnreplayableError(type(value).__name__)
+
+
+def rebuild(spec: Any, built: dict[int, torch.Tensor] | None = None) -> Any:
+    """Fresh tensors in place of the TensorSpecs of `spec` (one per distinct tensor)."""
+    built = {} if built is None else built
+    if isinstance(spec, TensorSpec):
+        if spec.index not in built:
+            built[spec.index] = spec.build()
+        return built[spec.index]
+    if type(spec) in (tuple, list):
+        return type(spec)(rebuild(v, built) for v in spec)
+    if type(spec) is dict:
+        return {k: rebuild(v, built) for k, v in spec.items()}
+    return spec
+
+
+def tensor_specs(spec: Any) -> list[TensorSpec]:
+    """The TensorSpecs of `spec`, in argument order."""
+    if isinstance(spec, TensorSpec):
+        return [spec]
+    if type(spec) in (tuple, list):
+        return [t for v in spec for t in tensor_specs(v)]
+    if type(spec) is dict:
+        return [t for v in spec.values() for t in tensor_specs(v)]
+    return []
+
+
+def call_text(args: tuple, kwargs: dict[str, Any]) -> str:
+    """'(T0, T0, T0, need_weights=False)': a call's arguments, tensors written as T and
+    their index (the same tensor, the same index)."""
+
+    def text(v: Any) -> str:
+        if isinstance(v, TensorSpec):
+            return v.text()
+        if type(v) in (tuple, list):
+            inner = ", ".join(text(x) for x in v)
+            if type(v) is list:
+                return f"[{inner}]"
+            return f"({inner},)" if len(v) == 1 else f"({inner})"
+        if type(v) is dict:
+            return "{" + ", ".join(f"{k!r}: {text(x)}" for k, x in v.items()) + "}"
+        return repr(v)
+
+    parts = [text(a) for a in args] + [f"{k}={text(v)}" for k, v in kwargs.items()]
+    return "(" + ", ".join(parts) + ")"
+
+
+def _plain_attribute(value: Any) -> bool:
+    if type(value) in (tuple, list):
+        return all(_plain_attribute(v) for v in value)
+    return isinstance(value, PLAIN)
+
+
+def structure_digest(module: nn.Module) -> str:
+    """12 hex digits of SHA-256 over what configures a module as a whole: every submodule's
+    name, class, extra_repr and plain attributes (e.g. MultiheadAttention's num_heads and
+    batch_first, which its repr leaves out), and every parameter's and buffer's name, shape
+    and dtype. Modules configured alike share it; weights' values do not count."""
+    lines = []
+    for name, m in module.named_modules():
+        attrs = {
+            k: v for k, v in sorted(vars(m).items()) if k != "training" and _plain_attribute(v)
+        }
+        lines.append(f"{name}:{type(m).__qualname__}({m.extra_repr()}){attrs!r}")
+    for name, t in [*module.named_parameters(), *module.named_buffers()]:
+        lines.append(f"{name}:{tuple(t.shape)}:{t.dtype}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
+
+
+def unit_job(
+    module: nn.Module,
+    args: tuple,
+    kwargs: dict[str, Any],
+    batch: int,
+    dtype: str,
+    cost: float | None = None,
+) -> Job:
+    """A job timing a whole module (a unit: its children are not entries of their own) alone,
+    called as it was in its model: `args` and `kwargs` are the call's arguments with tensors
+    as TensorSpecs (spec_of); plain values are replayed as they were. Keyed by class,
+    structure digest, call and input shapes, so differently configured modules of one class
+    (or one module called differently) get entries of their own."""
+    tensors = tensor_specs((args, kwargs))
+    first = tensors[0].shape if tensors else ()
+    digest, call = structure_digest(module), call_text(args, kwargs)
+    columns = {
+        "op": type(module).__name__,
+        "kernel": 0,
+        "stride": 0,
+        "mid": 0,
+        "se": 0,
+        "act": "",
+        "dilation": 1,
+        "c_in": first[1] if len(first) > 1 else 0,
+        "c_out": 0,
+        "h": first[2] if len(first) == 4 else 0,
+        "w": first[3] if len(first) == 4 else 0,
+        "signature": f"unit {digest} {call}",
+        "input_shape": ",".join("x".join(map(str, t.shape)) for t in tensors),
+    }
+    clone = copy.deepcopy(module)
+
+    def make() -> tuple[nn.Module, tuple, dict[str, Any]]:
+        args_now, kwargs_now = rebuild((args, kwargs))
+        return copy.deepcopy(clone), args_now, kwargs_now
+
+    key = f"{columns['op']}|{columns['signature']}|{columns['input_shape']}|b{batch}|{dtype}"
+    return Job(key, columns, make, cost)

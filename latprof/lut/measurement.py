@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -48,18 +48,21 @@ class Ready:
     module: nn.Module
     args: tuple
     row: dict[str, Any]
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 def prepare(job: Job, settings: MeasureSettings) -> Ready | dict[str, Any]:
     """Build, place and warm up one job alone and count its MACs; a failed row on error."""
     try:
-        module, args = job.make()
+        module, args, *rest = job.make()
+        kwargs = rest[0] if rest else {}
         module = module.to(device=settings.device, dtype=DTYPES[settings.dtype]).eval()
         args = place(args, settings.device, DTYPES[settings.dtype])
+        kwargs = place(kwargs, settings.device, DTYPES[settings.dtype])
         with torch.inference_mode():
             for _ in range(settings.warmup):
-                module(*args)
-        cost = count_layer_costs(module, args, leaves=[""])[""]
+                module(*args, **kwargs)
+        cost = count_layer_costs(module, args, kwargs, leaves=[""])[""]
     except Exception as exc:  # any op may fail to build or run at a shape
         return failed_row(job, settings, failure_reason(exc))
     row = {
@@ -73,7 +76,7 @@ def prepare(job: Job, settings: MeasureSettings) -> Ready | dict[str, Any]:
         "error": "",
         "samples_us": [],
     }
-    return Ready(job, module, args, row)
+    return Ready(job, module, args, row, kwargs)
 
 
 def finish_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +119,7 @@ def measure_jobs(jobs: Sequence[Job], settings: MeasureSettings, clock: Clock) -
                         continue
                     try:
                         r.row["samples_us"].append(
-                            time_plain(lambda m=r.module, a=r.args: m(*a), clock)
+                            time_plain(lambda m=r.module, a=r.args, k=r.kwargs: m(*a, **k), clock)
                         )
                     except Exception as exc:
                         rows[r.job.key] = failed_row(r.job, settings, failure_reason(exc))

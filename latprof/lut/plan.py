@@ -31,6 +31,12 @@ class BuildPlan:
     label: str
     shard: tuple[int, int] | None
 
+    def unit_entries(self) -> dict[str, int]:
+        """Entries per unit class (--unit), in the order of `meta["units"]`."""
+        units = self.meta.get("units") or []
+        ops = [j.columns["op"] for j in self.jobs if j.columns["signature"].startswith("unit ")]
+        return {u: ops.count(u) for u in units}
+
     def default_output(self) -> Path:
         """tables/LABEL-DEVICE-bBATCH[-DTYPE][-shardIofN].parquet"""
         s = self.settings
@@ -52,8 +58,11 @@ def check_options(
     resume: bool,
     remeasure_noisy: bool,
     shard: str | None,
+    units: list[str] | None = None,
 ) -> str:
     """Validate option combinations before anything is loaded; the context to use."""
+    if units and not models:
+        raise UsageError("--unit names a module class of the --models; it needs --models")
     if archs and models:
         raise UsageError("--archs picks entries of a space; it does not go with --models")
     if space and models:
@@ -80,6 +89,7 @@ def plan_build(
     space: str | None = None,
     archs: list[str] | None = None,
     models: list[str] | None = None,
+    units: list[str] | None = None,
     device: str = "cpu",
     batch: int | None = None,
     dtype: str = "float32",
@@ -92,7 +102,8 @@ def plan_build(
     tf32: bool | None = None,
     cudnn_benchmark: bool | None = None,
 ) -> BuildPlan:
-    """The jobs and metadata of a table of a space (or of some models' leaf layers)."""
+    """The jobs and metadata of a table of a space (or of some models' leaf layers and
+    `units`: modules of these classes, each timed as a whole)."""
     from latprof.env import capture
 
     device = parse_device(device)
@@ -121,7 +132,7 @@ def plan_build(
         "cudnn_benchmark": cudnn_benchmark,
     }
     if models:
-        jobs, slots, label = _model_part(models, batch, dtype, meta)
+        jobs, slots, label = _model_part(models, units or [], batch, dtype, meta)
     else:
         jobs, slots, label = _space_part(space, archs, batch, dtype, width_step, context, meta)
     env = capture(device).to_dict()
@@ -147,16 +158,18 @@ def plan_build(
 
 
 def _model_part(
-    models: list[str], batch: int, dtype: str, meta: dict[str, Any]
+    models: list[str], units: list[str], batch: int, dtype: str, meta: dict[str, Any]
 ) -> tuple[list[Job], None, str]:
     from latprof.lut.model_layers import model_jobs
 
-    jobs, per_model = model_jobs(models, batch, dtype)
+    units = sorted(set(units))
+    jobs, per_model = model_jobs(models, batch, dtype, units)
     label = "layers-" + "-".join(Path(m.split(":")[-1]).stem for m in models)[:60]
     meta.update(
         source="models",
         space=None,
         models=models,
+        units=units,
         model_keys=per_model,
         space_hash=hashlib.sha256("\n".join(sorted(models)).encode()).hexdigest()[:16],
         width_step=None,

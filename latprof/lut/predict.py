@@ -235,10 +235,10 @@ def predict_model(
     kwargs: dict,
     on_miss: OnMiss = "raise",
 ) -> Prediction:
-    """Sum of a layer-level table's entries over every leaf call of one forward pass."""
-    from latprof.lut.jobs import layer_job
-    from latprof.lut.model_layers import leaf_calls
-    from latprof.measure.hooks import find_leaves
+    """Sum of a layer-level table's entries over one forward pass: every call of a unit
+    (a module of a class in the table's `units`) and every leaf call outside units."""
+    from latprof.lut.model_layers import entry_calls
+    from latprof.measure.hooks import ROOT_NAME
 
     if table.meta.get("source") != "models":
         raise SpaceError(
@@ -246,14 +246,14 @@ def predict_model(
             "(zoo:tfnas-a, arch.json) or build a layer table with build-lut --models"
         )
     batch, dtype = int(table.meta["batch"]), str(table.meta["dtype"])
-    names = {id(m): n for n, m in find_leaves(module)}
+    names = {id(m): n or ROOT_NAME for n, m in module.named_modules()}
     blocks = []
     misses = []
-    for leaf, shapes in leaf_calls(module, args, kwargs):
-        job = layer_job(leaf, shapes, batch, dtype)
+    for call in entry_calls(module, args, kwargs, table.meta.get("units") or []):
+        job = call.job(batch, dtype)
         t, source, macs = _lookup(table, job.key, on_miss, lambda j=job: _measure_jobs(table, [j]))
         if t is None:
             misses.append(job.key)
-        blocks.append(BlockTime(names.get(id(leaf), "?"), job.key, t, source, macs))
+        blocks.append(BlockTime(names.get(id(call.module), "?"), job.key, t, source, macs))
     _raise_misses(misses, on_miss, name)
     return Prediction(name, blocks, misses)

@@ -66,6 +66,8 @@ STATISTICS = {
 """What a lookup returns, by the table's `statistic` (tables without one: median)."""
 OLDER_DEFAULTS = {"context": "alone", "statistic": "median"}
 """What tables from before in-context measurement (without these fields) did."""
+EMPTY_WHEN_ABSENT = ("units",)
+"""List fields that older tables (and space tables) lack: absent means empty."""
 # metadata fields that must agree for two tables to be merged or resumed
 COMPATIBLE = (
     "kind",
@@ -80,6 +82,7 @@ COMPATIBLE = (
     "warmup",
     "trials",
     "width_step",
+    "units",
     "context",
     "statistic",
     "tf32",
@@ -164,6 +167,8 @@ class LatencyTable:
             a, b = self.meta.get(name), other_meta.get(name)
             if name in OLDER_DEFAULTS:
                 a, b = a or OLDER_DEFAULTS[name], b or OLDER_DEFAULTS[name]
+            elif name in EMPTY_WHEN_ABSENT:
+                a, b = a or [], b or []
             if a != b:
                 out.append(f"{name}: {a!r} != {b!r}")
         return out
