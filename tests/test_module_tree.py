@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latprof.aten_ops import OUTSIDE, count_macs, time_ops
+from latprof.aten_ops import OUTSIDE, count_macs, op_bias, time_ops
 from latprof.config import ProfileConfig
 from latprof.errors import UsageError
 from latprof.measure.clocks import FakeClock
@@ -246,8 +246,9 @@ def test_by_op_times_the_ops_inside_one_module() -> None:
     with torch.inference_mode():
         rows = time_ops(model, (x,), {}, model, FakeClock(read_cost_ns=READ_NS), passes=3)
     ops = {r["op"]: r for r in rows}
-    # every op is credited one clock read (0.1 µs) on the fake clock
-    assert ops["aten._native_multi_head_attention"]["time_us"] == pytest.approx(0.1)
+    # every op spans one clock read (0.1 µs) on the fake clock, which is its bias: 0 left
+    assert op_bias(FakeClock(read_cost_ns=READ_NS)) == pytest.approx(0.1)
+    assert ops["aten._native_multi_head_attention"]["time_us"] == pytest.approx(0.0)
     assert ops["aten._native_multi_head_attention"]["macs"] == 11840
     assert ops["aten.bmm"]["macs"] == 10 * 32 * 16  # the einsum
     assert ops["aten.addmm"]["calls"] == 1 and ops["aten.addmm"]["macs"] == 5120
