@@ -214,7 +214,8 @@ def profile(
             Notice(
                 "scripted",
                 f"{len(scripted)} TorchScript submodule(s) ({', '.join(scripted[:3])}) cannot be "
-                "instrumented; their time is in (unattributed)",
+                "instrumented; their time is in "
+                + ("their parent's self time" if config.scope == "modules" else "(unattributed)"),
                 "profile the eager modules they were scripted from",
             )
         )

@@ -245,9 +245,15 @@ def test_instance_forward_is_restored_and_scripted_leaf_is_unattributed() -> Non
     assert model[1].__dict__["forward"] is custom
     assert "forward" not in model[0].__dict__
     assert [layer.name for layer in prof.layers] == ["0", "1"]
-    assert any(
-        n.kind == "scripted" and "'2'" not in n.message and "2" in n.message for n in prof.notices
+    [notice] = [n for n in prof.notices if n.kind == "scripted"]
+    assert "'2'" not in notice.message and "(2)" in notice.message
+    # the Sequential is timed: the scripted module's time is in its self time
+    assert "their parent's self time" in notice.message
+    assert [m.name for m in prof.modules] == ["(model)"]
+    leaves = profile(
+        model, (torch.zeros(1, 2),), config=ProfileConfig(warmup=1, trials=2, scope="leaves")
     )
+    assert "in (unattributed)" in next(n for n in leaves.notices if n.kind == "scripted").message
 
 
 def test_torchscript_root_is_refused() -> None:
