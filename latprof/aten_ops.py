@@ -3,10 +3,11 @@
 
 A `TorchDispatchMode` sees every aten op; the shadowed forwards of the modules keep a stack of
 the modules running, so an op is credited to the innermost one, as `torch.utils.flop_counter`
-tracks modules. Passes run under `torch.no_grad()` (not inference mode), where composite ops
-(linear, matmul, einsum, conv2d) reach the mode already decomposed into mm/bmm/convolution.
+tracks modules. Composite ops (linear, matmul, einsum, conv2d) are decomposed into the ops they
+are made of (mm/bmm/convolution), which come back through the mode, in inference mode too.
 MACs = torch's flop formulas / 2, plus two formulas torch lacks on CPU: the fused attention
-of `scaled_dot_product_attention` and `nn.MultiheadAttention`'s fast path. Elementwise ops,
+of `scaled_dot_product_attention`, `nn.MultiheadAttention`'s fast path and
+`nn.TransformerEncoderLayer`'s fused path. Elementwise ops,
 norms and softmax count 0 here (as in FlopCounterMode).
 """
 
@@ -42,6 +43,22 @@ def sdpa_flops(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *_: 
     return 2 * _batch(query) * lq * lk * (e + ev)
 
 
+def encoder_layer_flops(
+    src: torch.Tensor,
+    embed_dim: int,
+    _num_heads: int,
+    _qkv_weight: torch.Tensor,
+    *args: Any,
+    **__: Any,
+) -> int:
+    """`nn.TransformerEncoderLayer`'s fused path: self-attention (as `native_mha_flops`) and
+    the two feed-forward linears (E x F, F x E)."""
+    ffn_weight_1 = args[10]
+    attention = native_mha_flops(src, src, src, embed_dim)
+    rows = math.prod(src.shape[:-1])
+    return attention + 2 * 2 * rows * int(embed_dim) * ffn_weight_1.shape[0]
+
+
 def native_mha_flops(
     query: torch.Tensor, key: torch.Tensor, _value: torch.Tensor, embed_dim: int, *_: Any, **__: Any
 ) -> int:
@@ -55,6 +72,7 @@ FLOPS: dict[Any, Any] = {
     **flop_registry,
     aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flops,
     aten._native_multi_head_attention: native_mha_flops,
+    aten._transformer_encoder_layer_fwd: encoder_layer_flops,
 }
 
 
@@ -63,7 +81,7 @@ def macs_of(func: Any, args: tuple, kwargs: dict, out: Any) -> float:
     formula = FLOPS.get(func.overloadpacket)
     if formula is None:
         return 0.0
-    if formula in (sdpa_flops, native_mha_flops):
+    if formula in (sdpa_flops, native_mha_flops, encoder_layer_flops):
         return formula(*args, **kwargs) / 2
     return formula(*args, **kwargs, out_val=out) / 2
 
@@ -159,11 +177,11 @@ class _Views(nn.Module):
         return x
 
 
-def op_bias(clock: Clock, passes: int = 20) -> float:
+def op_bias(clock: Clock, device: str = "cpu", passes: int = 20) -> float:
     """Median time an `OpTimer` credits to `aten.view` (no work): re-dispatching an op from
     inside the mode and the clock reads."""
     model = _Views()
-    x = torch.zeros(1)
+    x = torch.zeros(1, device=device)
     timer = OpTimer(model, clock)
     samples: list[float] = []
     with timer.attached():
@@ -185,11 +203,12 @@ def time_ops(
     clock: Clock,
     passes: int,
     bias_us: float = 0.0,
+    device: str = "cpu",
 ) -> list[dict[str, Any]]:
     """The aten ops inside `target` over `passes` passes (after one untimed): per op, calls,
     mean and median µs per pass and MACs per pass; slowest first. Each call is credited less
     the larger of `bias_us` and `op_bias(clock)`, never below 0."""
-    bias_us = max(bias_us, op_bias(clock))
+    bias_us = max(bias_us, op_bias(clock, device))
     timer = OpTimer(target, clock)
     per_pass: list[dict[str, list[float]]] = []
     with timer.attached():

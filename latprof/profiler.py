@@ -131,7 +131,7 @@ def profile(
         timed = find_modules(model) if config.scope == "modules" else find_leaves(model)
         names = [n for n, _ in timed]
         modules = [m for _, m in timed]
-        target = _op_target(names, modules, config.op_module)
+        target = _op_target(model, config.op_module)
         with eval_mode(model):
             with torch.inference_mode():
                 probe = _run_probe(model, names, modules, args, kwargs)
@@ -147,6 +147,7 @@ def profile(
                     if config.calibrate_bias and not all(leaf)
                     else 0.0
                 )
+                before = _launch_counts(clock)  # the calibration passes launch no real work
                 try:
                     result = run_trials(
                         lambda: model(*args, **kwargs),
@@ -162,11 +163,12 @@ def profile(
                     if is_out_of_memory(exc):
                         raise out_of_memory(exc, "during the timed passes") from exc
                     raise ModelRunError(f"the model failed during the timed passes: {exc}") from exc
+                launch_bound = _launch_share(clock, before)
                 faults = FaultProbe(called, fault_counter)
                 with faults.attached():
                     model(*args, **kwargs)
                 ops = (
-                    time_ops(model, args, kwargs, target, clock, config.trials, bias)
+                    time_ops(model, args, kwargs, target, clock, config.trials, bias, config.device)
                     if target is not None
                     else None
                 )
@@ -177,7 +179,7 @@ def profile(
             ]
             costs = count_layer_costs(model, args, kwargs, leaves=leaf_names)
             aten = count_macs(model, args, kwargs, called)
-    layers, containers = _records(
+    layers, containers, untimed = _records(
         [names[i] for i in order], called, probe, order, result, faults, costs, aten
     )
     result_profile = Profile(
@@ -194,7 +196,9 @@ def profile(
         ops=ops,
     )
     ran = set(order)
-    uncalled = sum(1 for i, m in enumerate(modules) if i not in ran and not _has_children(m))
+    uncalled = untimed + sum(
+        1 for i, m in enumerate(modules) if i not in ran and not _has_children(m)
+    )
     result_profile.notices.extend(notices_for(result_profile, uncalled=uncalled))
     if moved_from and moved_from.startswith("cuda") and moved_from != _indexed(config.device):
         result_profile.notices.append(
@@ -205,7 +209,15 @@ def profile(
                 f"pass --device {moved_from} to measure it where it is",
             )
         )
-    launch_bound = getattr(clock, "launch_bound_share", None)
+    if ops == [] and config.op_module is not None:
+        result_profile.notices.append(
+            Notice(
+                "op-view-empty",
+                f"--module {config.op_module} ran no aten op in the forward pass: it was never "
+                "called (a parent may use its weights directly)",
+                "pick a module with calls in --by module",
+            )
+        )
     if launch_bound is not None and launch_bound > 0.5:
         result_profile.notices.append(launch_bound_notice(launch_bound))
     scripted = scripted_modules(model)
@@ -230,15 +242,30 @@ def _qualified(name: str) -> str:
     return "" if name == ROOT_NAME else name
 
 
-def _op_target(names: list[str], modules: list[nn.Module], wanted: str | None) -> nn.Module | None:
+def _op_target(model: nn.Module, wanted: str | None) -> nn.Module | None:
     """The module `--by op --module NAME` looks inside; a UsageError naming close ones."""
     if wanted is None:
         return None
-    if wanted in names:
-        return modules[names.index(wanted)]
-    close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.5)
+    named = {name or ROOT_NAME: module for name, module in model.named_modules()}
+    if wanted in named:
+        return named[wanted]
+    close = difflib.get_close_matches(wanted, list(named), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else "see the names in --by module"
     raise UsageError(f"--module {wanted!r} is not a module of the model; {hint}")
+
+
+def _launch_counts(clock: Clock) -> tuple[int, int] | None:
+    if not hasattr(clock, "launch_bound"):
+        return None
+    return clock.passes, clock.launch_bound  # type: ignore[attr-defined]
+
+
+def _launch_share(clock: Clock, before: tuple[int, int] | None) -> float | None:
+    """Share of the passes since `before` in which the GPU waited on the host."""
+    after = _launch_counts(clock)
+    if before is None or after is None or after[0] == before[0]:
+        return None
+    return (after[1] - before[1]) / (after[0] - before[0])
 
 
 def _macs_by(counter: str) -> str:
@@ -256,13 +283,20 @@ def _records(
     faults: FaultProbe,
     costs: dict[str, LayerCost],
     aten: MacCounter,
-) -> tuple[list[LayerRecord], list[ModuleRecord]]:
-    """Leaf records and records of the modules with timed children, in first-call order."""
-    children = children_of(names)
+) -> tuple[list[LayerRecord], list[ModuleRecord], int]:
+    """Leaf records and records of the modules with timed children, in first-call order,
+    and the number of leaves the probe saw that no timed pass called (a parent that takes a
+    fused path unless hooks are present, like nn.TransformerEncoderLayer)."""
+    timed = result.leaf_calls.sum(axis=0) > 0
+    children = children_of([n for n, keep in zip(names, timed, strict=True) if keep])
     layers: list[LayerRecord] = []
     containers: list[ModuleRecord] = []
+    untimed = 0
     total = result.total_us if result.total_us is not None else result.leaf_time_us
     for j, (name, module) in enumerate(zip(names, called, strict=True)):
+        if not timed[j]:
+            untimed += not _has_children(module)
+            continue
         counted = aten.macs.get(j)
         if _has_children(module):
             containers.append(
@@ -296,7 +330,7 @@ def _records(
                 macs_by=by,
             )
         )
-    return layers, containers
+    return layers, containers, untimed
 
 
 def _indexed(device: str) -> str:

@@ -132,3 +132,16 @@ def test_a_model_split_over_devices_is_refused_naming_the_parameter() -> None:
     expected = r"several devices \('0.weight' on cpu; '1.weight' on meta"
     with pytest.raises(UsageError, match=expected):
         profile(model, (torch.zeros(1, 2),), config=ProfileConfig(warmup=1, trials=1))
+
+
+def test_calibration_passes_do_not_count_towards_the_launch_bound_notice() -> None:
+    """The bias and nesting calibrations time nn.Identity (no GPU work): every one of their
+    69 passes looks launch-bound. Only the model's trial passes decide the notice."""
+    from latprof.config import ProfileConfig
+    from latprof.profiler import profile
+
+    clock, _, busy = cuda_clock(host="zero")  # the model's passes keep the GPU busy
+    model = nn.Sequential(nn.Sequential(Work(clock, 3000)), Work(clock, 5000))
+    prof = profile(model, (torch.zeros(1),), config=ProfileConfig(warmup=2, trials=4), clock=busy)
+    assert busy.passes > 69 and busy.launch_bound >= 69  # the calibrations were counted
+    assert "launch-bound" not in {n.kind for n in prof.notices}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 
 import pytest
@@ -300,3 +301,117 @@ def test_a_module_shared_between_parents_is_subtracted_where_it_ran() -> None:
     assert s.leaf_sum_us + s.self_sum_us == pytest.approx(rows["(model)"]["time_us"])
     assert rows["(model)"]["time_us"] == pytest.approx(5.0)
     assert all(m.stats.mean >= -1e-9 for m in prof.modules)
+
+
+class Recursive(nn.Module):
+    """1 µs of its own work and a 2 µs leaf, then itself, `depth` levels deep."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.leaf = Conv(clock, 2000)
+
+    def forward(self, x: torch.Tensor, depth: int = 3) -> torch.Tensor:
+        self.clock.advance(1000)
+        x = self.leaf(x)
+        return self(x, depth - 1) if depth > 1 else x
+
+
+def test_a_recursive_module_total_is_counted_once() -> None:
+    clock = FakeClock(read_cost_ns=READ_NS)
+    model = nn.Sequential(Recursive(clock))
+    prof = run(model, clock)
+    rows = {r["module"]: r for r in prof.module_rows()}
+    # 3 calls of 1 µs own work + 2 µs leaf: the outermost call's total holds them all
+    assert rows["0"]["calls"] == 3
+    assert rows["0"]["self_us"] == pytest.approx(3.0)
+    assert rows["0"]["time_us"] == pytest.approx(9.0)
+    assert rows["(model)"]["time_us"] == pytest.approx(9.0)
+
+
+class Raising(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise ValueError("no")
+
+
+class CatchesTwoUp(nn.Module):
+    """p runs c1 (2 µs) then a child that raises; the model catches it and runs b (4 µs)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.p = nn.Sequential(Conv(clock, 2000), Raising())
+        self.b = Conv(clock, 4000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with contextlib.suppress(ValueError):
+            self.p(x)
+        return self.b(x)
+
+
+def test_an_exception_caught_two_levels_up_keeps_the_tree_whole() -> None:
+    clock = FakeClock(read_cost_ns=READ_NS)
+    prof = run(CatchesTwoUp(clock), clock)
+    rows = {r["module"]: r for r in prof.module_rows()}
+    assert rows["p"]["time_us"] == pytest.approx(2.0)  # c1, and the raising call's nothing
+    assert rows["(model)"]["self_us"] == pytest.approx(0.0, abs=1e-9)
+    s = prof.summary
+    assert s.leaf_sum_us + s.self_sum_us == pytest.approx(6.0)
+    assert s.unattributed_us == pytest.approx(0.1)  # the plain pass's own clock read
+
+
+def test_transformer_encoder_fused_path_macs_and_untimed_children() -> None:
+    layer = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, batch_first=True)
+    model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    prof = profile(model, (torch.randn(1, 5, 16),), config=ProfileConfig(warmup=1, trials=2))
+    rows = {r["module"]: r for r in prof.module_rows()}
+    # fused path: attention 5·16·16 x 4 projections + 2 x 5·5·16, FFN 5·16·32 x 2
+    per_layer = 4 * 5 * 16 * 16 + 2 * 5 * 5 * 16 + 2 * 5 * 16 * 32
+    assert rows["layers.0"]["macs"] == per_layer == 11040
+    assert rows["(model)"]["macs_total"] == 2 * per_layer
+    # the hooked shape probe took the slow path; the timed passes never called the children
+    assert "layers.0.linear1" not in rows
+    [notice] = [n for n in prof.notices if n.kind == "uncalled"]
+    # 8 leaves per layer: out_proj, linear1, dropout, linear2, norm1, norm2, dropout1, dropout2
+    assert notice.message.startswith("16 leaf module(s)")
+
+
+def test_op_view_finds_any_module_and_says_when_it_ran_nothing() -> None:
+    model = nn.Sequential(nn.Sequential(nn.Linear(4, 4)), nn.ReLU())
+    config = ProfileConfig(warmup=1, trials=2, scope="leaves", op_module="0")
+    prof = profile(model, (torch.zeros(1, 4),), config=config)
+    assert sorted(r["op"] for r in prof.ops) == ["aten.addmm", "aten.t"]  # F.linear
+    mha = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    attn = Attending(mha)
+    config = ProfileConfig(warmup=1, trials=2, op_module="mha.out_proj")
+    prof = profile(attn, (torch.zeros(1, 3, 8),), config=config)
+    assert prof.ops == []
+    assert "op-view-empty" in {n.kind for n in prof.notices}
+
+
+class Attending(nn.Module):
+    def __init__(self, mha: nn.MultiheadAttention) -> None:
+        super().__init__()
+        self.mha = mha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mha(x, x, x, need_weights=False)[0]
+
+
+def test_saved_profile_round_trip_keeps_the_tree_and_old_files_read_as_leaves_only(
+    tree, tmp_path
+) -> None:
+    import json
+
+    from latprof.io import profile_file
+
+    for suffix in (".parquet", ".json"):
+        path = tmp_path / f"p{suffix}"
+        (profile_file.save_parquet if suffix == ".parquet" else profile_file.save_json)(tree, path)
+        back = profile_file.load(path)
+        assert back.module_rows() == tree.module_rows()
+        assert back.config.scope == "modules" and back.nest_us == tree.nest_us
+    data = json.loads((tmp_path / "p.json").read_text())
+    del data["config"]["scope"], data["modules"]  # as written before modules were timed
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    old = profile_file.load(tmp_path / "old.json")
+    assert old.config.scope == "leaves" and old.modules == []

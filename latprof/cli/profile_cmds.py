@@ -25,6 +25,7 @@ from latprof.cli.app import (
     command,
     cuda_conditions,
     set_threads,
+    warn,
 )
 from latprof.cli.output import emit_profile, emit_rows, resolve_formats, wrote
 from latprof.errors import UsageError
@@ -236,10 +237,12 @@ def report_cmd(
         return
     stdout_fmt, file_fmt = resolve_formats(fmt, out)
     prof = profile_file.load(file)
-    if by == "op" and not prof.ops:
+    if by == "op" and prof.ops is None:
         raise UsageError(
             f"{file} has no op view; profile again with --by op --module NAME to record one"
         )
+    if by == "module" and prof.config.scope == "leaves":
+        warn(f"{file} timed leaves only (--leaves-only, or saved before modules were timed)")
     emit_profile(prof, stdout_fmt, file_fmt, out, by, top, depth)
 
 

@@ -140,7 +140,8 @@ def _from_parts(meta: dict[str, Any], rows: list[dict[str, Any]], source: str) -
         return Profile(
             model=meta["model"],
             input_shapes=list(meta["input_shapes"]),
-            config=ProfileConfig.from_dict(meta["config"]),
+            # files from before every module was timed have no scope: they timed leaves
+            config=ProfileConfig.from_dict({"scope": "leaves", **meta["config"]}),
             environment=Environment.from_dict(meta["environment"]),
             layers=layers,
             e2e_us=[float(x) for x in meta["e2e_us"]],

@@ -135,25 +135,38 @@ class LeafTimer:
 
 class TreeTimer(LeafTimer):
     """Times each call of any module, nested ones included; one list of
-    (module, start, end, depth) per pass, in the order calls end (children before parents)."""
+    (module, start, end, depth, outermost) per pass, in the order calls end (children before
+    parents). `outermost` is False for a call made while the same module is already running
+    (recursion), whose time is inside the outer call's total."""
 
     def __init__(self, modules: list[nn.Module], clock: Clock) -> None:
         super().__init__(modules, clock)
-        self.calls: list[tuple[int, Any, Any, int]] = []  # type: ignore[assignment]
+        self.calls: list[tuple[int, Any, Any, int, bool]] = []  # type: ignore[assignment]
         self._level = [0]
+        self._running = [0] * len(modules)
 
     def _wrapper(self, index: int) -> Any:
-        mark, record, level = self.clock.mark, self.calls.append, self._level
+        mark, record, level, running = (
+            self.clock.mark,
+            self.calls.append,
+            self._level,
+            self._running,
+        )
 
         def make(forward: Any) -> Any:
             def timed(*args: Any, **kwargs: Any) -> Any:
+                outer = running[index]
+                running[index] = outer + 1
                 level[0] += 1
                 start = mark()
-                out = forward(*args, **kwargs)
-                end = mark()
-                level[0] -= 1
-                record((index, start, end, level[0]))
-                return out
+                try:
+                    return forward(*args, **kwargs)
+                finally:
+                    # also when the forward raises and a caller catches it: the tree stays whole
+                    end = mark()
+                    level[0] -= 1
+                    running[index] = outer
+                    record((index, start, end, level[0], not outer))
 
             return timed
 
@@ -162,9 +175,11 @@ class TreeTimer(LeafTimer):
     def reset(self) -> None:
         self.calls.clear()
         self._level[0] = 0
+        self._running[:] = [0] * len(self._running)
 
-    def tree_times(self, bias_us: float, nest_us: float) -> list[tuple[int, float, float]]:
-        """(module, self µs, total µs) for every call of the last pass; after clock.finish().
+    def tree_times(self, bias_us: float, nest_us: float) -> list[tuple[int, float, float, bool]]:
+        """(module, self µs, total µs, outermost) for every call of the last pass; after
+        clock.finish().
 
         A call without timed children is credited max(raw - bias, 0), as a leaf. A call with
         children is credited raw - bias - Σ children's raw - children × nest (`nest_us`: what
@@ -173,8 +188,8 @@ class TreeTimer(LeafTimer):
         """
         elapsed = self.clock.elapsed_us
         below: dict[int, list[float]] = {}  # depth -> [children's raw, calls, their totals]
-        out: list[tuple[int, float, float]] = []
-        for index, start, end, depth in self.calls:
+        out: list[tuple[int, float, float, bool]] = []
+        for index, start, end, depth, outermost in self.calls:
             raw = elapsed(start, end)
             child_raw, children, child_total = below.pop(depth + 1, (0.0, 0, 0.0))
             if children:
@@ -182,7 +197,7 @@ class TreeTimer(LeafTimer):
             else:
                 own = max(raw - bias_us, 0.0)
             total = own + child_total
-            out.append((index, own, total))
+            out.append((index, own, total, outermost))
             acc = below.setdefault(depth, [0.0, 0, 0.0])
             acc[0] += raw
             acc[1] += 1

@@ -139,9 +139,10 @@ def run_trials(
             e2e[t] = time_plain(forward, clock)
         hooked[t] = time_tree(forward, timer)
         # read before the next pass: a CUDA clock reuses its events
-        for index, own, whole in timer.tree_times(bias_us, nest_us):
+        for index, own, whole, outermost in timer.tree_times(bias_us, nest_us):
             times[t, index] += own
-            totals[t, index] += whole
+            if outermost:  # a recursive call's total is inside its outer call's
+                totals[t, index] += whole
             calls[t, index] += 1
         if not t % 2:
             e2e[t] = time_plain(forward, clock)
