@@ -1,6 +1,7 @@
 """`make gpu-check`: everything that needs a GPU, as one script (under 8 minutes on one H200).
 
-Runs the CUDA tests, `env` and `profile` on every visible GPU (cuda:N), the TF32 on/off pair,
+Runs the CUDA tests, `env` and `profile` on every visible GPU (cuda:N), the module tree of
+zoo:vit and zoo:swin (do parents' self times stay above 0 on a GPU?), the TF32 on/off pair,
 a `build-lut --device cuda` of the entries of the ten TF-NAS archs at batch 32, and
 `validate` of those archs and of 20 random archs. Writes one results file (JSON) with every
 step's command, exit code, wall time and output tail. `--plan N` prints the steps for N GPUs
@@ -63,6 +64,28 @@ def plan(gpus: int, folder: Path) -> list[tuple[str, list[str], int]]:
                     120,
                 )
             )
+    for model in ("zoo:vit", "zoo:swin"):  # self times of parents on a GPU (issue 14)
+        steps.append(
+            (
+                f"module tree {model}",
+                [
+                    *LATPROF,
+                    "profile",
+                    model,
+                    "--device",
+                    "cuda",
+                    "--batch-size",
+                    "32",
+                    "--by",
+                    "module",
+                    "--depth",
+                    "2",
+                    "--format",
+                    "csv",
+                ],
+                60,
+            )
+        )
     for flag in ("on", "off"):
         steps.append(
             (

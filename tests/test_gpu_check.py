@@ -22,6 +22,8 @@ def test_plan_covers_every_gpu_the_tf32_pair_and_the_table_check() -> None:
         assert f"env {dev}" in names
         assert all(f"profile zoo:{m} {dev}" in names for m in ("cnn", "dscnn", "tfnas-a"))
     assert "profile tfnas-a tf32 on" in names and "profile tfnas-a tf32 off" in names
+    tree = next(line for line in lines if line.startswith("module tree zoo:vit"))
+    assert "--by module" in tree and "--device cuda" in tree
     build = next(line for line in lines if line.startswith("build-lut"))
     assert "--device cuda" in build and "--archs zoo:tfnas-a" in build
     random = next(line for line in lines if line.startswith("validate 20 random"))
