@@ -139,6 +139,8 @@ def test_predict_allow_mismatch_lets_a_mismatched_table_through(
     assert allowed.exit_code == 0, allowed.output
     df = pd.read_csv(io.StringIO(allowed.stdout))
     assert list(df["block"]) == ["stem", "body.0", "pool_fc"]
+    # let through, but not silently
+    assert "warning: environment differs: batch: table 1, target 8" in allowed.stderr
 
 
 def test_validate_refuses_a_table_of_another_machine_unless_allowed(

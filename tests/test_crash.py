@@ -159,9 +159,10 @@ def kill_and_resume(tmp_path: Path, context: str | None) -> None:
     final = keys_on_disk(out, set(planned))
     assert sorted(final) == sorted(planned)
     assert LatencyTable.load(out).meta["context"] == (context or "networks")
-    # a kill in the middle of a save may leave its temporary file behind, nothing else
+    # a kill in the middle of a save may leave its temporary file behind; the next save
+    # removes those of dead writers, so nothing is left
     strays = [p.name for p in tmp_path.iterdir() if p not in (space, out)]
-    assert all(n.startswith(".crash.parquet.") and n.endswith(".tmp") for n in strays), strays
+    assert strays == []
 
 
 @pytest.mark.filterwarnings("ignore:.*carries no self-check")  # built with --self-check 0

@@ -417,3 +417,20 @@ def test_dry_run_says_which_sample_entries_failed(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(measurement, "prepare", real)
     plain = invoke("build-lut", *args, "--dry-run")
     assert "failed" not in plain.stdout
+
+
+def test_a_save_removes_temporary_files_of_killed_writers_only(tmp_path: Path) -> None:
+    import os
+
+    from latprof.io.atomic import write_text
+
+    out = tmp_path / "t.csv"
+    dead = tmp_path / ".t.csv.999999999.abc.tmp"  # above any pid_max: no such process
+    live = tmp_path / f".t.csv.{os.getpid()}.def.tmp"  # a write in progress in this process
+    other = tmp_path / ".u.csv.999999999.abc.tmp"  # another file's
+    for p in (dead, live, other):
+        p.write_text("partial")
+    write_text(out, "a,b\n")
+    assert out.read_text() == "a,b\n"
+    assert not dead.exists() and live.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, live.name, other.name])

@@ -179,9 +179,11 @@ def predict_cmd(
 
     resolve_formats(fmt, out)  # a bad -o fails before any measuring
     table = LatencyTable.load(lut)
-    table.check_target(
+    diffs = table.check_target(
         allow_mismatch, device=device, dtype=dtype, batch=batch_size, threads=threads
     )
+    for d in diffs:  # only reached with --allow-mismatch
+        warn(f"environment differs: {d}")
     problem = trust_problem(table.meta)
     if problem:
         warn(problem)
@@ -327,9 +329,10 @@ def compare_cmd(
     check_device(device)
     _check_compare(samples, batch_size, plot)
     _check_outputs(fmt, out, details, plot)
-    the_space, table = cmp.space_and_table(
-        space, lut, allow_mismatch, device=device, batch=batch_size, dtype=dtype, threads=threads
-    )
+    target = {"device": device, "batch": batch_size, "dtype": dtype, "threads": threads}
+    the_space, table = cmp.space_and_table(space, lut, allow_mismatch, **target)
+    for d in table.check_target(True, **target) if table is not None else []:
+        warn(f"environment differs: {d}")  # only reached with --allow-mismatch
     set_threads(threads)
     started = time.monotonic()
     cal = cmp.calibration(calibration, device, dtype)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import stat
 import tempfile
@@ -51,8 +52,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
     The file gets the mode of the file it replaces, or (a new file) 0666 less the umask,
     as open() would give it."""
     path = Path(path)
+    remove_stale(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+        )
     except OSError as exc:  # say which file the user asked for, not the temporary name
         check_writable(path, "writing")
         raise UsageError(f"{path}: cannot write there ({exc.strerror})") from None
@@ -64,6 +68,25 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale(path: Path) -> None:
+    """Remove temporary files of `path` left by a process that was killed mid-write (their
+    name carries the writer's pid; files of live processes are kept)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def write_text(path: Path, text: str) -> None:
