@@ -396,8 +396,11 @@ def test_methodology_says_the_negative_unattributed_notice_fires_on_any_negative
 
 def test_dry_run_says_which_sample_entries_failed(monkeypatch: pytest.MonkeyPatch) -> None:
     """An entry that cannot be built is estimated at 0 s: the dry run says so."""
-    from latprof.lut import measurement
+    # imported first: in_network binds measurement.prepare when imported, which must not
+    # be this test's replacement
+    from latprof.lut import in_network, measurement
 
+    assert in_network.prepare is measurement.prepare
     real = measurement.prepare
 
     def prepare(job, settings):  # every inverted-residual block fails to build
@@ -417,6 +420,32 @@ def test_dry_run_says_which_sample_entries_failed(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(measurement, "prepare", real)
     plain = invoke("build-lut", *args, "--dry-run")
     assert "failed" not in plain.stdout
+
+
+def test_networks_dry_run_says_which_entries_of_its_sample_networks_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from latprof.lut import in_network, measurement
+
+    real = measurement.prepare
+
+    def prepare(job, settings):  # every inverted-residual block fails to build
+        if job.key.startswith("mbinvres|"):
+            return measurement.failed_row(job, settings, "ValueError: cannot build it")
+        return real(job, settings)
+
+    monkeypatch.setattr(in_network, "prepare", prepare)
+    tiny = Path(__file__).parent / "spaces" / "tiny.toml"
+    args = ["--space", str(tiny), "--width-step", "4", *FAST]  # context: networks
+    result = invoke("build-lut", *args, "--dry-run")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "context networks" in text
+    match = re.search(r"(\d+) entries of the sampled networks failed \(e\.g\. mbinvres\|", text)
+    assert match and int(match.group(1)) >= 1, result.stdout
+    assert "ValueError: cannot build it" in text
+    monkeypatch.setattr(in_network, "prepare", real)
+    assert "failed" not in invoke("build-lut", *args, "--dry-run").stdout
 
 
 def test_a_save_removes_temporary_files_of_killed_writers_only(tmp_path: Path) -> None:

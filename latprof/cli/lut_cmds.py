@@ -328,11 +328,11 @@ def _network_estimate(todo: list[Any], plan: Any, self_check: int) -> list[str]:
     from latprof.measure.clocks import clock_for
 
     s = plan.settings
-    count, seconds, sampled = in_network.estimate(todo, plan.slots, s, clock_for(s.device))
+    count, seconds, sampled, failed = in_network.estimate(todo, plan.slots, s, clock_for(s.device))
     check_s = self_check * seconds / max(count, 1)  # a random arch ~ one context network
     seconds += check_s
     total = f"{seconds:.2f}" if seconds < 10 else f"{seconds:.1f}"
-    return [
+    lines = [
         f"estimated build time: {total} s (an estimate; the command's start-up and the "
         "saves are not included)",
         f"  how: the entries go into {count} context networks (one entry per slot); "
@@ -341,6 +341,12 @@ def _network_estimate(todo: list[Any], plan: Any, self_check: int) -> list[str]:
         f"{sampled:.2f} s and scaled by the number of networks; the fit and self-check "
         f"({self_check} random architectures) add about {check_s:.1f} s.",
     ]
+    if failed:
+        lines.append(
+            f"  {len(failed)} entries of the sampled networks failed (e.g. {failed[0]}); the "
+            "build records such entries as failed, and other entries may fail the same way"
+        )
+    return lines
 
 
 @command("merge")

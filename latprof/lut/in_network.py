@@ -230,23 +230,26 @@ def estimate(
     clock: Clock,
     samples: int = 3,
     seed: int = 0,
-) -> tuple[int, float, float]:
-    """(networks, seconds, seconds spent sampling) for measuring `todo` in context: a few
-    networks of the plan, spread over it, are measured for real (each a group of its own);
-    the rest are assumed to cost their mean. Saves are not included."""
+) -> tuple[int, float, float, list[str]]:
+    """(networks, seconds, seconds spent sampling, "key: error" of the sampled networks'
+    entries that failed) for measuring `todo` in context: a few networks of the plan, spread
+    over it, are measured for real (each a group of its own); the rest are assumed to cost
+    their mean. Saves are not included."""
     import time
 
     jobs, slot_keys, networks = _planned(todo, slots, seed)
     if not networks:
-        return 0, 0.0, 0.0
+        return 0, 0.0, 0.0, []
     rng = random.Random(seed)
     k = min(samples, len(networks))
     picks = [networks[round(i * (len(networks) - 1) / max(k - 1, 1))] for i in range(k)]
     # the first network in a fresh process runs slower (allocator warm-up): run one untimed
     measure_group(fill(picks[:1], slot_keys, rng), jobs, set(), settings, clock)
     start = time.perf_counter()
+    failed: dict[str, str] = {}
     for net in picks:
         record = {key for key in net if key is not None}
-        measure_group(fill([net], slot_keys, rng), jobs, record, settings, clock)
+        rows = measure_group(fill([net], slot_keys, rng), jobs, record, settings, clock)
+        failed.update((k, r["error"]) for k, r in rows.items() if r["status"] != "ok")
     took = time.perf_counter() - start
-    return len(networks), took / k * len(networks), took
+    return len(networks), took / k * len(networks), took, [f"{k}: {e}" for k, e in failed.items()]
