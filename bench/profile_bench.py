@@ -1,7 +1,7 @@
 """Benchmarks of latprof's own costs; prints numbers and whether each goal is met.
 
 1. `latprof --help` wall time (goal < 0.5 s; help must not import torch).
-2. Per-leaf-call timing overhead: plain forward vs forward hooks vs latprof's LeafTimer, on
+2. Per-leaf-call timing overhead: plain forward vs forward hooks vs latprof's TreeTimer, on
    1000 `nn.Identity` layers and on zoo:dscnn (goal: latprof <= 3 µs per call).
 3. `latprof.profile` accounting on zoo:cnn and zoo:dscnn: end-to-end, leaf sum, unattributed,
    bias, overhead; closure check hooked - calls x calibrated overhead vs end-to-end (goal 3 %).
@@ -144,8 +144,8 @@ def call_overhead(name: str, model: Any, x: Any, leaves: list[Any]) -> CallOverh
     """Interleave the variants (one timed pass of each per round) and compare with plain.
 
     plain: no instrumentation; hooks: forward pre+post hooks reading perf_counter_ns;
-    latprof: LeafTimer attached, one untimed pass, then the timed pass; latprof_cold:
-    LeafTimer attached right before the timed pass, as `run_trials` does for every hooked
+    latprof: TreeTimer attached, one untimed pass, then the timed pass; latprof_cold:
+    TreeTimer attached right before the timed pass, as `run_trials` does for every hooked
     sample. Extra µs per call = median over rounds of (variant - plain of the same round) /
     leaf calls per pass; pairing within a round cancels slow drift of the machine.
     """
@@ -153,7 +153,7 @@ def call_overhead(name: str, model: Any, x: Any, leaves: list[Any]) -> CallOverh
     import torch
 
     from latprof.measure.clocks import CpuClock
-    from latprof.measure.hooks import LeafTimer
+    from latprof.measure.hooks import TreeTimer
 
     clock = time.perf_counter_ns
     log: list[int] = []
@@ -169,7 +169,7 @@ def call_overhead(name: str, model: Any, x: Any, leaves: list[Any]) -> CallOverh
         model(x)
         return (clock() - start) / 1e3
 
-    timer = LeafTimer(leaves, CpuClock())
+    timer = TreeTimer(leaves, CpuClock())
     samples: dict[str, list[float]] = {v: [] for v in VARIANTS}
     calls = 0
     with torch.inference_mode():
@@ -271,7 +271,7 @@ def bench_call_overhead() -> dict[str, CallOverhead]:
     )
     print(
         "  (a) no instrumentation; (b) forward pre+post hooks (with_kwargs, always_call) that\n"
-        "  append perf_counter_ns to a list; (c) latprof's LeafTimer with CpuClock (shadowed\n"
+        "  append perf_counter_ns to a list; (c) latprof's TreeTimer with CpuClock (shadowed\n"
         "  forward), after one untimed pass; (d) the same, attached right before the timed\n"
         "  pass, as run_trials does for every hooked sample. extra/call (µs) = median over\n"
         "  rounds of (variant - plain) / calls per pass. noise = IQR of the plain pass / calls."

@@ -125,7 +125,6 @@ class MacCounter(_ModuleStack):
     def __init__(self, modules: list[nn.Module]) -> None:
         super().__init__(modules)
         self.macs: dict[int, float] = defaultdict(float)
-        self.ops: dict[int, set[str]] = defaultdict(set)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None):
         kwargs = kwargs or {}
@@ -136,7 +135,6 @@ class MacCounter(_ModuleStack):
         macs = macs_of(func, args, kwargs, out)
         if macs:
             self.macs[self.stack[-1]] += macs
-            self.ops[self.stack[-1]].add(str(func.overloadpacket))
         return out
 
 

@@ -93,57 +93,28 @@ def wrapped_forwards(pairs: list[tuple[nn.Module, Any]]) -> Iterator[None]:
                 del module.forward
 
 
-class LeafTimer:
-    """Times each call of each leaf with a clock; one list of (leaf, start, end) per pass.
-
-    Leaves are timed through a shadowed `forward` (cheapest per call).
-    """
-
-    def __init__(self, leaves: list[nn.Module], clock: Clock) -> None:
-        self.leaves = leaves
-        self.clock = clock
-        self.calls: list[tuple[int, Any, Any]] = []
-        self._timed: list[tuple[nn.Module, Any]] | None = None
-
-    def _wrapper(self, index: int) -> Any:
-        mark, record = self.clock.mark, self.calls.append
-
-        def make(forward: Any) -> Any:
-            def timed(*args: Any, **kwargs: Any) -> Any:
-                start = mark()
-                out = forward(*args, **kwargs)
-                record((index, start, mark()))
-                return out
-
-            return timed
-
-        return make
-
-    @contextmanager
-    def attached(self) -> Iterator[None]:
-        # wrappers are built once and reused: fresh ones run slower on their first pass
-        if self._timed is None:
-            self._timed = [(m, self._wrapper(i)(m.forward)) for i, m in enumerate(self.leaves)]
-        with wrapped_forwards(self._timed):
-            yield
-
-    def durations_us(self) -> list[tuple[int, float]]:
-        """(leaf index, µs) for every call of the last pass; call after clock.finish()."""
-        elapsed = self.clock.elapsed_us
-        return [(i, elapsed(s, e)) for i, s, e in self.calls]
-
-
-class TreeTimer(LeafTimer):
-    """Times each call of any module, nested ones included; one list of
+class TreeTimer:
+    """Times each call of the given modules (leaves, or any modules, nested ones included)
+    through a shadowed `forward` (cheapest per call); one list of
     (module, start, end, depth, outermost) per pass, in the order calls end (children before
     parents). `outermost` is False for a call made while the same module is already running
     (recursion), whose time is inside the outer call's total."""
 
     def __init__(self, modules: list[nn.Module], clock: Clock) -> None:
-        super().__init__(modules, clock)
-        self.calls: list[tuple[int, Any, Any, int, bool]] = []  # type: ignore[assignment]
+        self.modules = modules
+        self.clock = clock
+        self.calls: list[tuple[int, Any, Any, int, bool]] = []
         self._level = [0]
         self._running = [0] * len(modules)
+        self._timed: list[tuple[nn.Module, Any]] | None = None
+
+    @contextmanager
+    def attached(self) -> Iterator[None]:
+        # wrappers are built once and reused: fresh ones run slower on their first pass
+        if self._timed is None:
+            self._timed = [(m, self._wrapper(i)(m.forward)) for i, m in enumerate(self.modules)]
+        with wrapped_forwards(self._timed):
+            yield
 
     def _wrapper(self, index: int) -> Any:
         mark, record, level, running = (
@@ -221,28 +192,24 @@ def shape_of(value: Any) -> str:
 
 @dataclass
 class ShapeProbe:
-    """One pass that records each module's calls and shapes (`order`: first calls, parents
-    before children), which leaf failed and which leaf finished last."""
+    """One pass that records each module's shapes at its first call (`order`: first calls,
+    parents before children), which leaf failed and which leaf finished last."""
 
     names: list[str]
     leaves: list[nn.Module]
-    calls: list[int] = field(init=False)
     input_shapes: list[str] = field(init=False)
     output_shapes: list[str] = field(init=False)
-    active: list[int] = field(default_factory=list)
     order: list[int] = field(default_factory=list)
     failed: tuple[str, str] | None = None
     last_finished: str | None = None
 
     def __post_init__(self) -> None:
         n = len(self.leaves)
-        self.calls = [0] * n
         self.input_shapes = [""] * n
         self.output_shapes = [""] * n
 
     def _hooks(self, index: int) -> tuple[Any, Any]:
         def pre(_module: nn.Module, args: Any, kwargs: Any) -> None:
-            self.active.append(index)
             if not self.input_shapes[index]:
                 self.order.append(index)
                 self.input_shapes[index] = shape_of([*args, *kwargs.values()])
@@ -250,11 +217,9 @@ class ShapeProbe:
         leaf = next(self.leaves[index].children(), None) is None
 
         def post(_module: nn.Module, args: Any, kwargs: Any, out: Any) -> None:
-            self.active.pop()
             if out is None and self.failed is None and leaf:
                 # always_call hooks see None when the forward raised; only read on failure
                 self.failed = (self.names[index], shape_of([*args, *kwargs.values()]))
-            self.calls[index] += 1
             if leaf:
                 self.last_finished = self.names[index]
             if not self.output_shapes[index]:

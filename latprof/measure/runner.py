@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from latprof.measure.clocks import Clock
-from latprof.measure.hooks import LeafTimer, TreeTimer
+from latprof.measure.hooks import TreeTimer
 
 Progress = Callable[[str, int, int], None]
 BIAS_LAYERS = 64
@@ -40,21 +40,6 @@ def time_plain(forward: Callable[[], Any], clock: Clock) -> float:
     return clock.elapsed_us(start, end)
 
 
-def time_hooked(
-    forward: Callable[[], Any], timer: LeafTimer
-) -> tuple[float, list[tuple[int, float]]]:
-    """One forward pass with leaf hooks: (total µs, [(leaf, µs) per call])."""
-    clock = timer.clock
-    timer.calls.clear()
-    with timer.attached():
-        clock.start_pass()
-        start = clock.mark()
-        forward()
-        end = clock.mark()
-        clock.finish()
-    return clock.elapsed_us(start, end), timer.durations_us()
-
-
 def time_tree(forward: Callable[[], Any], timer: TreeTimer) -> float:
     """One forward pass with every given module timed; total µs (calls stay in `timer`)."""
     clock = timer.clock
@@ -72,12 +57,12 @@ def calibrate_bias(clock: Clock, device: str, passes: int = 20) -> float:
     """Median time a hooked `nn.Identity` call is credited with: the per-call hook bias."""
     model = nn.Sequential(*(nn.Identity() for _ in range(BIAS_LAYERS)))
     x = torch.zeros(1, device=device)
-    timer = LeafTimer(list(model), clock)
+    timer = TreeTimer(list(model), clock)
     samples: list[float] = []
     for i in range(passes + 3):
-        _, calls = time_hooked(lambda: model(x), timer)
+        time_tree(lambda: model(x), timer)
         if i >= 3:
-            samples.extend(us for _, us in calls)
+            samples.extend(clock.elapsed_us(start, end) for _, start, end, _, _ in timer.calls)
     return float(np.median(samples))
 
 
