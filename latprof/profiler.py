@@ -292,7 +292,7 @@ def _records(
     layers: list[LayerRecord] = []
     containers: list[ModuleRecord] = []
     untimed = 0
-    total = result.total_us if result.total_us is not None else result.leaf_time_us
+    total = result.total_us
     for j, (name, module) in enumerate(zip(names, called, strict=True)):
         if not timed[j]:
             untimed += not _has_children(module)

@@ -34,7 +34,8 @@ def _(x: torch.Tensor, ns: int) -> torch.Tensor:
 
 class Skewed(nn.Module):
     """Per pass: busy(1 µs) always, busy(2 µs) on passes 1, 2, 3 and busy(20 µs) on pass 4
-    (pass 0 is the untimed one); a matmul 1x4 @ 4x3; `scale` is a keyword-only input."""
+    (pass 0 is the untimed one), relu on odd passes, neg when the keyword-only `scale` is
+    not 1, and two matmuls 1x4 @ 4x3, 1x3 @ 3x4."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,7 +49,9 @@ class Skewed(nn.Module):
         x = busy(x, 20000 if n == 4 else 2000)
         if n % 2:
             x = torch.ops.aten.relu(x)
-        return (x * scale) @ self.w
+        if scale != 1.0:
+            x = torch.ops.aten.neg(x)
+        return (x @ self.w) @ self.w.T
 
 
 def test_time_ops_per_op_statistics_by_hand() -> None:
@@ -62,7 +65,9 @@ def test_time_ops_per_op_statistics_by_hand() -> None:
     assert ops["latproftest.busy"]["time_us_median"] == pytest.approx(3.0)
     # relu ran in passes 1 and 3 only: 0.5 calls per pass on average
     assert ops["aten.relu"]["calls"] == 0.5 and ops["aten.relu"]["time_us"] == 0.0
-    assert ops["aten.mm"]["macs"] == 4 * 3  # 1x4 @ 4x3
+    assert ops["aten.relu"]["macs"] == 0.0  # no MACs in the passes without it either
+    assert "aten.neg" in ops  # the keyword argument reached the forward
+    assert ops["aten.mm"]["calls"] == 2 and ops["aten.mm"]["macs"] == 4 * 3 + 3 * 4
     assert ops["latproftest.busy"]["macs"] == 0
     assert rows[0]["op"] == "latproftest.busy"  # slowest first
     assert [r["time_us"] for r in rows] == sorted((r["time_us"] for r in rows), reverse=True)
@@ -86,11 +91,13 @@ def test_dispatch_modes_keep_keyword_arguments() -> None:
             return F.scaled_dot_product_attention(x, x, x, scale=0.05)
 
     model = Attn()
+    outer = nn.Sequential(nn.Identity(), model)
     with torch.inference_mode():
         plain = model(q)
-        for mode in (MacCounter([model]), OpTimer(model, FakeClock())):
+        # OpTimer of the Identity: sdpa runs outside the timed module, passed through
+        for mode in (MacCounter([model]), OpTimer(model, FakeClock()), OpTimer(outer[0], CLOCK)):
             with mode.attached():
-                torch.testing.assert_close(model(q), plain)
+                torch.testing.assert_close(outer(q), plain)
 
 
 def test_attention_formulas_by_hand() -> None:

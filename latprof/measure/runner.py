@@ -24,10 +24,8 @@ class RunResult:
     leaf_time_us: np.ndarray  # (trials, modules): per-forward sum of the calls' self times
     leaf_calls: np.ndarray  # (trials, modules)
     e2e_us: np.ndarray  # (trials,): forward pass without hooks
-    hooked_us: np.ndarray  # (trials,): forward pass with hooks
-    bias_us: float  # per-call timer bias subtracted from every call
-    total_us: np.ndarray | None = None  # (trials, modules): per-forward sum of total times
-    nest_us: float = 0.0  # per child call: its timer's cost inside its parent, subtracted
+    hooked_us: np.ndarray  # (trials,): forward pass with timers
+    total_us: np.ndarray  # (trials, modules): per-forward sum of the outermost calls' totals
 
 
 def time_plain(forward: Callable[[], Any], clock: Clock) -> float:
@@ -133,4 +131,4 @@ def run_trials(
             e2e[t] = time_plain(forward, clock)
         if progress:
             progress("trials", warmup + t + 1, total)
-    return RunResult(times, calls, e2e, hooked, bias_us, totals, nest_us)
+    return RunResult(times, calls, e2e, hooked, totals)
