@@ -415,3 +415,22 @@ def test_saved_profile_round_trip_keeps_the_tree_and_old_files_read_as_leaves_on
     (tmp_path / "old.json").write_text(json.dumps(data))
     old = profile_file.load(tmp_path / "old.json")
     assert old.config.scope == "leaves" and old.modules == []
+
+
+def test_profile_parquet_has_a_row_per_timed_module_with_parent_and_depth(tree, tmp_path) -> None:
+    import pandas as pd
+
+    from latprof.io import profile_file
+
+    path = tmp_path / "p.parquet"
+    profile_file.save_parquet(tree, path)
+    df = pd.read_parquet(path).set_index("layer")
+    assert list(df["kind"]) == ["leaf"] * 5 + ["parent"] * 3
+    assert df.loc["b1.conv", "parent"] == "b1" and df.loc["b1.conv", "depth"] == 2
+    assert df.loc["b1", "parent"] == "(model)" and df.loc["(model)", "depth"] == 0
+    # a parent's time columns are its self time; total_us its total
+    assert df.loc["b1", "time_us"] == pytest.approx(0.3)
+    assert df.loc["b1", "total_us"] == pytest.approx(3.3)
+    # leaves + self times = the model's total, read straight from the file
+    assert df["time_us"].sum() == pytest.approx(df.loc["(model)", "total_us"])
+    assert len(profile_file.load(path).layers) == 5

@@ -1,8 +1,12 @@
 """The profile file schema (JSON and Parquet), in one place.
 
-Parquet: one row per leaf layer with its raw samples; everything else (config, environment,
-end-to-end samples, notices) as JSON in the schema metadata under key `latprof`.
-JSON: the same metadata object plus `layers` (the same rows) and derived tables.
+Parquet: one row per leaf layer with its raw samples (`kind` "leaf"), then one row per module
+with timed children (`kind` "parent": its self time in the time columns, `total_us` its
+total), each with `parent` and `depth` in the module tree; everything else (config,
+environment, end-to-end samples, notices, the parents' raw samples) as JSON in the schema
+metadata under key `latprof`. Readers build leaves from the leaf rows and parents from the
+metadata. JSON: the same metadata object plus `layers` (the leaf rows) and derived tables
+(`categories`, `module_tree`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ LAYER_SCHEMA = pa.schema(
         ("outliers", pa.int64()),
         ("page_faults", pa.int64()),
         ("macs_by", pa.string()),
+        ("kind", pa.string()),  # leaf, or parent (a module with timed children)
+        ("parent", pa.string()),
+        ("depth", pa.int64()),
+        ("total_us", pa.float64()),
     ]
 )
 _STORED = (
@@ -108,11 +116,53 @@ def _module_record(d: dict[str, Any]) -> ModuleRecord:
 
 
 def _layer_dicts(p: Profile) -> list[dict[str, Any]]:
+    """The leaf rows (JSON `layers`)."""
     rows = []
     for layer, derived in zip(p.layers, p.layer_rows(), strict=True):
         row = {k: derived[k] for k in LAYER_SCHEMA.names if k in derived}
         row.update(layer=layer.name, samples_us=layer.samples_us, call_samples=layer.call_samples)
         rows.append(row)
+    return rows
+
+
+def _parquet_rows(p: Profile) -> list[dict[str, Any]]:
+    """Leaf rows, then parent rows, each with its place in the module tree."""
+    tree = {r["module"]: r for r in p.module_rows()}
+    rows = []
+    for row in _layer_dicts(p):
+        place = tree[row["layer"]]
+        rows.append(
+            {**row, "kind": "leaf", "parent": place["parent"], "depth": place["depth"],
+             "total_us": row["time_us"]}
+        )  # fmt: skip
+    for m in p.modules:
+        st, place = m.stats, tree[m.name]
+        rows.append(
+            {
+                "layer": m.name,
+                "category": m.category,
+                "macs": m.macs,
+                "params": m.params,
+                "input_shape": "",
+                "output_shape": "",
+                "samples_us": m.samples_us,
+                "call_samples": m.call_samples,
+                "calls": m.calls,
+                "time_us": st.mean,
+                "time_us_median": st.median,
+                "time_us_std": st.std,
+                "time_us_min": st.min,
+                "time_us_iqr": st.iqr,
+                "n": st.n,
+                "outliers": st.outliers,
+                "page_faults": None,
+                "macs_by": m.macs_by,
+                "kind": "parent",
+                "parent": place["parent"],
+                "depth": place["depth"],
+                "total_us": m.total_stats.mean,
+            }
+        )
     return rows
 
 
@@ -196,7 +246,7 @@ def save_json(p: Profile, path: Path) -> None:
 
 
 def save_parquet(p: Profile, path: Path) -> None:
-    table = pa.Table.from_pylist(_layer_dicts(p), schema=LAYER_SCHEMA)
+    table = pa.Table.from_pylist(_parquet_rows(p), schema=LAYER_SCHEMA)
     table = table.replace_schema_metadata({META_KEY: json.dumps(_meta(p)).encode()})
     write_with(path, lambda tmp: pq.write_table(table, tmp))
 
@@ -234,9 +284,9 @@ def load(path: Path) -> Profile:
     if path.suffix == ".parquet":
         meta = read_parquet_meta(path)
         present = set(pq.read_schema(path).names)
-        columns = [
-            c for c in (*_STORED, "page_faults", "macs_by") if c in present
-        ]  # older files: none
+        optional = ("page_faults", "macs_by", "kind")  # older files have none
+        columns = [c for c in (*_STORED, *optional) if c in present]
         rows = pq.read_table(path, columns=columns).to_pylist()
-        return _from_parts(meta, rows, str(path))
+        leaves = [r for r in rows if r.get("kind", "leaf") == "leaf"]  # parents: metadata
+        return _from_parts(meta, leaves, str(path))
     raise FileFormatError(f"{path}: unknown extension {path.suffix!r}; expected .parquet or .json")
