@@ -77,8 +77,10 @@ def test_parquet_round_trip_with_metadata(tmp_path: Path) -> None:
         assert key in env
     assert env["intra_op_threads"] == 1
     assert meta["config"]["trials"] == 3 and meta["config"]["warmup"] == 1
-    table = pq.read_table(out).to_pandas()
-    assert len(table) == 4 and len(table["samples_us"][0]) == 3
+    rows = pq.read_table(out).to_pandas()
+    assert rows["kind"].tolist() == ["leaf"] * 4 + ["parent"]  # 4 layers, the Sequential
+    table = rows[rows["kind"] == "leaf"]
+    assert len(table["samples_us"][0]) == 3
     again = invoke("report", str(out), "--by", "layer", "--format", "json")
     assert again.exit_code == 0, again.output
     data = json.loads(again.stdout)
