@@ -202,6 +202,7 @@ def time_ops(
     passes: int,
     bias_us: float = 0.0,
     device: str = "cpu",
+    module_name: str = "",
 ) -> list[dict[str, Any]]:
     """The aten ops inside `target` over `passes` passes (after one untimed): per op, calls,
     mean and median µs per pass and MACs per pass; slowest first. Each call is credited less
@@ -230,6 +231,7 @@ def time_ops(
         times = np.array([g[1] for g in got])
         rows.append(
             {
+                "module": module_name,
                 "op": op,
                 "calls": float(np.mean([g[0] for g in got])),
                 "time_us": float(times.mean()),

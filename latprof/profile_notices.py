@@ -83,7 +83,11 @@ def notices_for(prof: Profile, uncalled: int = 0) -> list[Notice]:
                 "uncalled",
                 f"{uncalled} leaf module(s) were never called in the forward pass; not listed",
                 "a parent that uses their weights directly (nn.MultiheadAttention's out_proj) "
-                "has that work in its self time",
+                + (
+                    "has that work in its self time"
+                    if prof.config.scope == "modules"
+                    else "is not timed with --leaves-only: that work is in (unattributed)"
+                ),
             )
         )
     return out
@@ -100,10 +104,23 @@ def _negative_unattributed(prof: Profile) -> Notice:
     gap, name = max(gaps, default=(0.0, ""))
     if gap > 0:
         hint += f" (largest gap: {name}, mean {gap:.2f} µs above its median)"
+    if within or not prof.modules:
+        why = "a slow sample (spike) in a layer raises its mean"
+    else:  # beyond the noise with every module timed: the timers' cost, not spikes
+        calls = s.calls_per_pass or 1.0
+        why = (
+            f"about {excess / calls:.2f} µs per timed call of the timers' own cost is not "
+            f"removed by the bias and nest calibrated on nn.Identity ({s.bias_us:.2f} + "
+            f"{prof.nest_us:.2f} µs), which real layers make dearer"
+        )
+        hint = (
+            "read self times of parents with many children as high by up to that much per "
+            "child; --leaves-only times leaves alone"
+        )
     return Notice(
         "negative-unattributed",
         f"(unattributed) is negative: the {timed} exceeds end-to-end latency by "
-        f"{excess:.2f} µs{within}; a slow sample (spike) in a layer raises its mean",
+        f"{excess:.2f} µs{within}; {why}",
         f"{hint}; raise --trials, or re-run on a quieter machine",
     )
 

@@ -44,7 +44,7 @@ from latprof.measure.runner import (
     calibrate_nesting,
     run_trials,
 )
-from latprof.module_tree import children_of
+from latprof.module_tree import children_of, parent_of
 from latprof.profile_notices import launch_bound_notice, notices_for
 from latprof.records import LayerRecord, ModuleRecord, Notice, Profile
 
@@ -135,7 +135,10 @@ def profile(
         with eval_mode(model):
             with torch.inference_mode():
                 probe = _run_probe(model, names, modules, args, kwargs)
-            order = probe.order
+            # modules the hooked probe did not see are timed too: a child called through
+            # child.forward(x) bypasses hooks but not its shadowed forward
+            seen = set(probe.order)
+            order = probe.order + [i for i in range(len(modules)) if i not in seen]
             clock = clock or clock_for(config.device)
             environment = envmod.capture(config.device)
             called = [modules[i] for i in order]
@@ -168,7 +171,17 @@ def profile(
                 with faults.attached():
                     model(*args, **kwargs)
                 ops = (
-                    time_ops(model, args, kwargs, target, clock, config.trials, bias, config.device)
+                    time_ops(
+                        model,
+                        args,
+                        kwargs,
+                        target,
+                        clock,
+                        config.trials,
+                        bias,
+                        config.device,
+                        config.op_module or "",
+                    )
                     if target is not None
                     else None
                 )
@@ -195,11 +208,7 @@ def profile(
         nest_us=nest,
         ops=ops,
     )
-    ran = set(order)
-    uncalled = untimed + sum(
-        1 for i, m in enumerate(modules) if i not in ran and not _has_children(m)
-    )
-    result_profile.notices.extend(notices_for(result_profile, uncalled=uncalled))
+    result_profile.notices.extend(notices_for(result_profile, uncalled=untimed))
     if moved_from and moved_from.startswith("cuda") and moved_from != _indexed(config.device):
         result_profile.notices.append(
             Notice(
@@ -284,11 +293,20 @@ def _records(
     costs: dict[str, LayerCost],
     aten: MacCounter,
 ) -> tuple[list[LayerRecord], list[ModuleRecord], int]:
-    """Leaf records and records of the modules with timed children, in first-call order,
-    and the number of leaves the probe saw that no timed pass called (a parent that takes a
-    fused path unless hooks are present, like nn.TransformerEncoderLayer)."""
+    """Leaf records and records of the modules that have children, in first-call order,
+    and the number of leaves no timed pass called (never called, or a parent that takes a
+    fused path, like nn.TransformerEncoderLayer, or uses their weights directly, like
+    nn.MultiheadAttention's out_proj). Their parameters are counted with their nearest
+    timed ancestor, whose forward is what uses them, if anything does."""
     timed = result.leaf_calls.sum(axis=0) > 0
-    children = children_of([n for n, keep in zip(names, timed, strict=True) if keep])
+    kept = [n for n, keep in zip(names, timed, strict=True) if keep]
+    children = children_of(kept)
+    adopted: dict[str | None, int] = {}
+    for j, (name, module) in enumerate(zip(names, called, strict=True)):
+        if not timed[j]:
+            heir = parent_of(name, set(kept))
+            own = sum(p.numel() for p in module.parameters(recurse=False))
+            adopted[heir] = adopted.get(heir, 0) + own
     layers: list[LayerRecord] = []
     containers: list[ModuleRecord] = []
     untimed = 0
@@ -304,7 +322,8 @@ def _records(
                     name=name,
                     category=type(module).__name__,
                     macs=counted or 0.0,
-                    params=sum(p.numel() for p in module.parameters(recurse=False)),
+                    params=sum(p.numel() for p in module.parameters(recurse=False))
+                    + adopted.get(name, 0),
                     samples_us=result.leaf_time_us[:, j].tolist(),
                     total_samples_us=total[:, j].tolist(),
                     call_samples=result.leaf_calls[:, j].tolist(),
@@ -314,14 +333,15 @@ def _records(
             continue
         cost = costs[_qualified(name)]
         macs, by = cost.macs, _macs_by(cost.counter)
-        if macs is None and counted:
+        if (macs is None or cost.counter == "not-called") and counted:
+            # no counter, or THOP's hooks never saw the call (child.forward(x))
             macs, by = counted, "aten"
         layers.append(
             LayerRecord(
                 name=name,
                 category=type(module).__name__,
                 macs=macs,
-                params=cost.params,
+                params=cost.params + adopted.get(name, 0),
                 input_shape=probe.input_shapes[order[j]],
                 output_shape=probe.output_shapes[order[j]],
                 samples_us=result.leaf_time_us[:, j].tolist(),

@@ -434,3 +434,48 @@ def test_profile_parquet_has_a_row_per_timed_module_with_parent_and_depth(tree, 
     # leaves + self times = the model's total, read straight from the file
     assert df["time_us"].sum() == pytest.approx(df.loc["(model)", "total_us"])
     assert len(profile_file.load(path).layers) == 5
+
+
+class DirectForward(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 8)
+        self.b = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b.forward(self.a(x))  # bypasses hooks, not the shadowed forward
+
+
+def test_a_leaf_called_through_forward_is_timed_and_counted() -> None:
+    prof = profile(DirectForward(), (torch.zeros(3, 4),), config=ProfileConfig(warmup=1, trials=2))
+    rows = {r["module"]: r for r in prof.module_rows()}
+    assert rows["b"]["calls"] == 1 and rows["b"]["parent"] == "(model)"
+    # THOP's hooks never saw it: the aten counter's 3 rows x 8 x 2 MACs, labelled so
+    assert (rows["b"]["macs"], rows["b"]["macs_by"]) == (48, "aten")
+    assert rows["(model)"]["macs"] == 0  # not in the model's own forward any more
+    assert "uncalled" not in {n.kind for n in prof.notices}
+
+
+def test_parameters_of_children_a_parent_uses_directly_stay_with_it() -> None:
+    mha = nn.MultiheadAttention(8, 2, batch_first=True)
+    prof = profile(
+        Attending(mha).eval(), (torch.zeros(1, 3, 8),), config=ProfileConfig(warmup=1, trials=2)
+    )
+    rows = {r["module"]: r for r in prof.module_rows()}
+    # in_proj 3·8·8 + 24 = 216 of its own, out_proj 8·8 + 8 = 72 (never called, used by it)
+    assert rows["mha"]["params"] == 216 + 72
+    assert sum(r["params"] for r in prof.module_rows()) == sum(p.numel() for p in mha.parameters())
+
+
+def test_negative_unattributed_beyond_the_noise_names_the_timers_cost(tree) -> None:
+    # the timed sum is 9.8 µs over 10 calls per pass (the model, 2 blocks, 4 leaves in them,
+    # b1.conv again, head twice); end-to-end 8.2 µs in every trial (IQR 0)
+    lower = replace(tree, e2e_us=[8.2] * 4, notices=[])
+    [notice] = [n for n in notices_for(lower) if n.kind == "negative-unattributed"]
+    assert "exceeds end-to-end latency by 1.60 µs;" in notice.message
+    assert "about 0.16 µs per timed call of the timers' own cost" in notice.message
+    assert "spike" not in notice.message and "--leaves-only" in notice.hint
+    # within the end-to-end IQR it is still read as noise
+    noisy = replace(tree, e2e_us=[6.2, 12.2, 6.2, 8.2], notices=[])
+    [notice] = [n for n in notices_for(noisy) if n.kind == "negative-unattributed"]
+    assert "within the end-to-end IQR" in notice.message and "spike" in notice.message

@@ -162,6 +162,8 @@ def profile_cmd(
     prof = _measure(model, shapes, batch_size, config, calibration)
     if allocator_check if allocator_check is not None else config.device == "cpu":
         _allocator_check(prof, model, shapes, batch_size, config)
+    if by == "module" and leaves_only:
+        warn("--leaves-only times no parents: the module tree is the leaves, flat")
     emit_profile(prof, stdout_fmt, file_fmt, out, by, top, depth)
 
 

@@ -161,7 +161,7 @@ def layer_layout(p: Profile, top: int | None = None) -> Layout:
 def module_layout(p: Profile, depth: int | None = None) -> Layout:
     """The module tree, names indented by depth. Never dropped: module, time µs, self µs."""
     rows = p.module_rows(depth)
-    names = ["  " * r["depth"] + r["module"].rsplit(".", 1)[-1] for r in rows]
+    names = ["  " * r["depth"] + r["module"] for r in rows]  # whole names: --module takes them
     columns = [
         Column("module", names, "left", wraps=True),
         Column("class", [r["class"] for r in rows], "left", drop=6, wraps=True),
