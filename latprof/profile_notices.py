@@ -77,6 +77,22 @@ def notices_for(prof: Profile, uncalled: int = 0) -> list[Notice]:
                 "use --trials 10 or more",
             )
         )
+    callers: dict[str, list[str]] = {}
+    for caller, callee, _calls in prof.edges:
+        if caller != callee:
+            callers.setdefault(callee, []).append(caller)
+    shared = sorted(name for name, who in callers.items() if len(who) > 1)
+    if shared:
+        out.append(
+            Notice(
+                "shared",
+                f"{len(shared)} module(s) are called from more than one parent (e.g. "
+                f"{shared[0]}, from {', '.join(sorted(callers[shared[0]]))}): --by module lists "
+                "each under its registered parent with all its calls; every caller's total and "
+                "MACs count only the calls it made",
+                "see the calls per caller in --by op --module CALLER",
+            )
+        )
     if uncalled:
         out.append(
             Notice(

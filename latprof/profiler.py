@@ -207,6 +207,7 @@ def profile(
         modules=containers,
         nest_us=nest,
         ops=ops,
+        edges=[[names[order[a]], names[order[b]], calls] for (a, b), calls in result.edges.items()],
     )
     result_profile.notices.extend(notices_for(result_profile, uncalled=untimed))
     if moved_from and moved_from.startswith("cuda") and moved_from != _indexed(config.device):
@@ -255,7 +256,9 @@ def _op_target(model: nn.Module, wanted: str | None) -> nn.Module | None:
     """The module `--by op --module NAME` looks inside; a UsageError naming close ones."""
     if wanted is None:
         return None
-    named = {name or ROOT_NAME: module for name, module in model.named_modules()}
+    named = {
+        name or ROOT_NAME: module for name, module in model.named_modules(remove_duplicate=False)
+    }
     if wanted in named:
         return named[wanted]
     close = difflib.get_close_matches(wanted, list(named), n=3, cutoff=0.5)

@@ -113,6 +113,7 @@ class Profile:
     modules: list[ModuleRecord] = field(default_factory=list)  # with timed children
     nest_us: float = 0.0  # per child call: its timer's cost inside its parent, subtracted
     ops: list[dict[str, Any]] | None = None  # --by op: aten ops inside one module
+    edges: list[list[Any]] = field(default_factory=list)  # [caller, callee, calls per forward]
 
     def _matrix(self, attr: str, records: list[Any] | None = None) -> np.ndarray:
         records = self.layers if records is None else records
@@ -237,4 +238,4 @@ class Profile:
     def module_rows(self, depth: int | None = None) -> list[dict[str, Any]]:
         """The module tree, depth first in order of first call: total and self time of every
         timed module (leaves: self = total), down to `depth` (root = 0)."""
-        return tree_rows(self.layers, self.modules, self.summary.e2e.mean, depth)
+        return tree_rows(self.layers, self.modules, self.summary.e2e.mean, depth, self.edges)

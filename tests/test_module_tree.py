@@ -479,3 +479,41 @@ def test_negative_unattributed_beyond_the_noise_names_the_timers_cost(tree) -> N
     noisy = replace(tree, e2e_us=[6.2, 12.2, 6.2, 8.2], notices=[])
     [notice] = [n for n in notices_for(noisy) if n.kind == "negative-unattributed"]
     assert "within the end-to-end IQR" in notice.message and "spike" in notice.message
+
+
+class A(nn.Module):
+    def __init__(self, fc: nn.Linear) -> None:
+        super().__init__()
+        self.fc = fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+class B(nn.Module):
+    def __init__(self, fc: nn.Linear) -> None:
+        super().__init__()
+        self.fc2 = fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(5):
+            x = self.fc2(x)
+        return x
+
+
+def test_a_module_shared_by_two_parents_counts_toward_each_by_its_calls() -> None:
+    fc = nn.Linear(8, 8)
+    model = nn.Sequential(A(fc), B(fc))
+    prof = profile(model, (torch.zeros(2, 8),), config=ProfileConfig(warmup=1, trials=2))
+    rows = {r["module"]: r for r in prof.module_rows()}
+    per_call = 2 * 8 * 8  # 2 rows x 8 x 8
+    assert rows["0.fc"]["calls"] == 6 and rows["0.fc"]["macs"] == 6 * per_call
+    assert rows["0"]["macs_total"] == per_call  # one call
+    assert rows["1"]["macs_total"] == 5 * per_call  # five calls, though listed under 0
+    assert rows["(model)"]["macs_total"] == 6 * per_call
+    [notice] = [n for n in prof.notices if n.kind == "shared"]
+    assert "0.fc, from 0, 1" in notice.message
+    # the name it has under its second parent reaches --by op too
+    config = ProfileConfig(warmup=1, trials=2, op_module="1.fc2")
+    ops = profile(model, (torch.zeros(2, 8),), config=config).ops
+    assert {r["op"] for r in ops} >= {"aten.addmm"}

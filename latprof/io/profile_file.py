@@ -83,6 +83,7 @@ def _meta(p: Profile) -> dict[str, Any]:
         "nest_us": p.nest_us,
         "modules": [_module_dict(m) for m in p.modules],
         "ops": p.ops,
+        "edges": p.edges,
     }
 
 
@@ -202,6 +203,7 @@ def _from_parts(meta: dict[str, Any], rows: list[dict[str, Any]], source: str) -
             modules=[_module_record(d) for d in meta.get("modules", [])],
             nest_us=float(meta.get("nest_us", 0.0)),
             ops=meta.get("ops"),
+            edges=[list(e) for e in meta.get("edges", [])],
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise FileFormatError(f"{source} is not a valid latprof profile (missing {exc})") from exc

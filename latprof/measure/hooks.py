@@ -148,9 +148,11 @@ class TreeTimer:
         self._level[0] = 0
         self._running[:] = [0] * len(self._running)
 
-    def tree_times(self, bias_us: float, nest_us: float) -> list[tuple[int, float, float, bool]]:
+    def tree_times(
+        self, bias_us: float, nest_us: float, edges: dict[tuple[int, int], int] | None = None
+    ) -> list[tuple[int, float, float, bool]]:
         """(module, self µs, total µs, outermost) for every call of the last pass; after
-        clock.finish().
+        clock.finish(). `edges`, when given, counts the calls of each (caller, callee) pair.
 
         A call without timed children is credited max(raw - bias, 0), as a leaf. A call with
         children is credited raw - bias - Σ children's raw - children × nest (`nest_us`: what
@@ -158,21 +160,25 @@ class TreeTimer:
         noise averages out); its total is its self time plus its children's totals.
         """
         elapsed = self.clock.elapsed_us
-        below: dict[int, list[float]] = {}  # depth -> [children's raw, calls, their totals]
+        below: dict[int, list[Any]] = {}  # depth -> [children's raw, calls, totals, modules]
         out: list[tuple[int, float, float, bool]] = []
         for index, start, end, depth, outermost in self.calls:
             raw = elapsed(start, end)
-            child_raw, children, child_total = below.pop(depth + 1, (0.0, 0, 0.0))
+            child_raw, children, child_total, callees = below.pop(depth + 1, (0.0, 0, 0.0, ()))
             if children:
                 own = raw - bias_us - child_raw - children * nest_us
             else:
                 own = max(raw - bias_us, 0.0)
+            if edges is not None:
+                for callee in callees:
+                    edges[index, callee] = edges.get((index, callee), 0) + 1
             total = own + child_total
             out.append((index, own, total, outermost))
-            acc = below.setdefault(depth, [0.0, 0, 0.0])
+            acc = below.setdefault(depth, [0.0, 0, 0.0, []])
             acc[0] += raw
             acc[1] += 1
             acc[2] += total
+            acc[3].append(index)
         return out
 
 

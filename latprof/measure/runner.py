@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,8 @@ class RunResult:
     e2e_us: np.ndarray  # (trials,): forward pass without hooks
     hooked_us: np.ndarray  # (trials,): forward pass with timers
     total_us: np.ndarray  # (trials, modules): per-forward sum of the outermost calls' totals
+    edges: dict[tuple[int, int], float] = field(default_factory=dict)  # (caller, callee): calls
+    # per forward, mean over trials
 
 
 def time_plain(forward: Callable[[], Any], clock: Clock) -> float:
@@ -114,6 +116,7 @@ def run_trials(
             progress("warm-up", i + 1, total)
     times = np.zeros((trials, n))
     totals = np.zeros((trials, n))
+    edges: dict[tuple[int, int], int] = {}
     calls = np.zeros((trials, n), dtype=np.int64)
     e2e = np.zeros(trials)
     hooked = np.zeros(trials)
@@ -122,7 +125,7 @@ def run_trials(
             e2e[t] = time_plain(forward, clock)
         hooked[t] = time_tree(forward, timer)
         # read before the next pass: a CUDA clock reuses its events
-        for index, own, whole, outermost in timer.tree_times(bias_us, nest_us):
+        for index, own, whole, outermost in timer.tree_times(bias_us, nest_us, edges):
             times[t, index] += own
             if outermost:  # a recursive call's total is inside its outer call's
                 totals[t, index] += whole
@@ -131,4 +134,5 @@ def run_trials(
             e2e[t] = time_plain(forward, clock)
         if progress:
             progress("trials", warmup + t + 1, total)
-    return RunResult(times, calls, e2e, hooked, totals)
+    per_pass = {pair: count / trials for pair, count in edges.items()}
+    return RunResult(times, calls, e2e, hooked, totals, per_pass)
