@@ -28,8 +28,23 @@ class Notice:
         return asdict(self)
 
 
+class Sampled:
+    """Statistics of `samples_us` and mean calls of `call_samples` (µs, calls per forward)."""
+
+    samples_us: list[float]
+    call_samples: list[int]
+
+    @cached_property
+    def stats(self) -> Stats:
+        return summarize(self.samples_us)
+
+    @property
+    def calls(self) -> float:
+        return float(np.mean(self.call_samples)) if self.call_samples else 0.0
+
+
 @dataclass
-class LayerRecord:
+class LayerRecord(Sampled):
     """One leaf layer: identity, cost and raw per-trial samples (µs per forward)."""
 
     name: str
@@ -43,17 +58,9 @@ class LayerRecord:
     page_faults: int | None = None  # minor page faults in one separate instrumented pass
     macs_by: str = ""  # the counter behind `macs`: thop, latprof or aten
 
-    @cached_property
-    def stats(self) -> Stats:
-        return summarize(self.samples_us)
-
-    @property
-    def calls(self) -> float:
-        return float(np.mean(self.call_samples)) if self.call_samples else 0.0
-
 
 @dataclass
-class ModuleRecord:
+class ModuleRecord(Sampled):
     """A module with timed children: its self time (its own forward minus its children's
     calls and their timers' cost) and its total, per trial (µs per forward)."""
 
@@ -68,16 +75,8 @@ class ModuleRecord:
     children: list[str] = field(default_factory=list)  # direct children, first calls first
 
     @cached_property
-    def stats(self) -> Stats:
-        return summarize(self.samples_us)
-
-    @cached_property
     def total_stats(self) -> Stats:
         return summarize(self.total_samples_us)
-
-    @property
-    def calls(self) -> float:
-        return float(np.mean(self.call_samples)) if self.call_samples else 0.0
 
 
 @dataclass(frozen=True)
