@@ -5,11 +5,20 @@ Expected values are worked out by hand; the basic cases are in test_lut.py."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from latprof.errors import FileFormatError, UsageError
-from latprof.lut.table import LatencyTable, check_target
+from latprof.lut.table import (
+    SCHEMA,
+    LatencyTable,
+    check_target,
+    describe,
+    report_rows,
+    trust_problem,
+)
 from tests.test_lut import META, entry_key, fake_table
 
 
@@ -65,3 +74,69 @@ def test_check_target_refuses_by_default_and_says_how_to_proceed() -> None:
     with pytest.raises(UsageError, match="^" + re.escape(message) + "$"):
         check_target(META, batch=8, threads=4)
     assert check_target(META, True, batch=8) == ["batch: table 1, target 8"]
+
+
+def test_report_by_category_sums_each_op() -> None:
+    table = LatencyTable(dict(META))
+    rows = [
+        ("conv|a", "conv", "ok", 10.0, 100.0, True),
+        ("conv|b", "conv", "failed", None, None, None),
+        ("conv|c", "conv", "ok", 30.0, None, True),
+        ("conv|d", "conv", "failed", None, None, None),
+        ("pool|e", "pool_fc", "ok", 45.0, 7.0, True),
+        ("relu|f", "relu", "ok", 2.0, 0.0, False),
+    ]
+    for key, op, status, t, macs, noisy in rows:
+        table.add(
+            {
+                "key": key,
+                "op": op,
+                "status": status,
+                "time_us_median": t,
+                "macs": macs,
+                "noisy": noisy,
+            }
+        )
+    # conv: 4 entries, 2 failed, 10 + 30 = 40 µs, 100 + 0 MACs, 2 noisy; sorted by time, largest
+    # first: pool_fc 45, conv 40, relu 2
+    assert report_rows(table, "category") == [
+        {"category": "pool_fc", "entries": 1, "failed": 0, "time_us_median_sum": 45.0,
+         "macs": 7.0, "noisy": 1},
+        {"category": "conv", "entries": 4, "failed": 2, "time_us_median_sum": 40.0,
+         "macs": 100.0, "noisy": 2},
+        {"category": "relu", "entries": 1, "failed": 0, "time_us_median_sum": 2.0,
+         "macs": 0.0, "noisy": 0},
+    ]  # fmt: skip
+    layers = report_rows(table, "layer")
+    assert [r["key"] for r in layers] == [r[0] for r in rows]
+    assert layers[2]["time_us_median"] == 30.0 and "samples_us" not in layers[2]
+
+
+def test_saved_schema_is_the_tables_even_for_empty_columns(tmp_path: Path) -> None:
+    # every row lacks samples_us, macs...: without the schema they would be saved as nulls
+    table = fake_table({entry_key(16, 0): 10.0})
+    path = tmp_path / "t.parquet"
+    table.save(path)
+    assert pq.read_schema(path).remove_metadata().equals(SCHEMA)
+
+
+def test_self_check_descriptions() -> None:
+    assert describe(None) == "no self-check"
+    assert describe({"k": 0, "population": "random"}) == (
+        "self-check: no random architecture could be predicted"
+    )
+    models = {"k": 5, "population": "models", "median_abs_error_pct": 1.26,
+              "max_abs_error_pct": 4.0, "kendall_tau": None}  # fmt: skip
+    assert describe(models) == (
+        "self-check: median |error| 1.3 %, max 4.0 %, Kendall τ n/a over 5 models"
+    )
+    archs = {**models, "population": "random", "kendall_tau": 0.876, "seed": 7, "k": 20}
+    assert describe(archs) == (
+        "self-check: median |error| 1.3 %, max 4.0 %, Kendall τ 0.88 over 20 random "
+        "architectures, seed 7"
+    )
+    assert trust_problem({}) == (
+        "this table carries no self-check (built before latprof had one, or with "
+        "--self-check 0): run `latprof validate --lut TABLE --samples 20` before trusting "
+        "its sums"
+    )
