@@ -4,12 +4,17 @@ path is in test_lut.py."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from latprof.errors import FileFormatError, UsageError
+from latprof.io.profile_file import META_KEY
 from latprof.lut import table as tablemod
 from latprof.lut.table import LatencyTable, merge, shard_of
 from tests.test_lut import META
@@ -87,3 +92,48 @@ def test_machine_fields_are_read_for_the_tables_device(monkeypatch: pytest.Monke
     assert tablemod.this_machine({"device": "cuda:1"}) == {"device_name": "GPU 9", "torch": "9.9"}
     tablemod.this_machine({})
     assert seen == ["cuda:1", "cpu"]  # a table without a device was measured on the CPU
+
+
+def write(path: Path, columns: dict[str, list[Any]], meta: dict[str, Any]) -> Path:
+    table = pa.table(columns).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+    pq.write_table(table, path)
+    return path
+
+
+def test_load_refusals_name_what_is_wrong(tmp_path: Path) -> None:
+    nokind = write(tmp_path / "a.parquet", {"key": ["k"]}, {"x": 1})
+    message = f"{nokind} is a latprof 'unknown' file, not a lookup table"
+    with pytest.raises(FileFormatError, match="^" + re.escape(message) + "$"):
+        LatencyTable.load(nokind)
+    # one of the three required columns missing: it is named
+    partial = write(tmp_path / "b.parquet", {"key": ["k"], "status": ["ok"]}, dict(META))
+    message = f"{partial}: not a latprof lookup table (no time_us_median column)"
+    with pytest.raises(FileFormatError, match="^" + re.escape(message) + "$"):
+        LatencyTable.load(partial)
+
+
+CHECK = {"k": 20, "population": "random", "kendall_tau": 0.9, "seed": 1}
+
+
+def test_trust_problem_thresholds_are_strict() -> None:
+    assert tablemod.trust_problem({"self_check": {"k": 0, "population": "random"}}) == (
+        "self-check: no random architecture could be predicted"
+    )
+    at_limits = {**CHECK, "median_abs_error_pct": 3.0, "max_abs_error_pct": 8.0}
+    assert tablemod.trust_problem({"self_check": at_limits}) is None
+    over = {**CHECK, "median_abs_error_pct": 3.5, "max_abs_error_pct": 8.0}
+    assert tablemod.trust_problem({"self_check": over}) == (
+        "this table's self-check: median |error| 3.5 %, max 8.0 %, Kendall τ 0.90 over 20 "
+        "random architectures, seed 1 exceeds 3 % / 8 % (median / max): treat its sums with care"
+    )
+
+
+def test_a_table_whose_data_is_corrupt_is_named(tmp_path: Path) -> None:
+    # the footer (schema, metadata) stays readable; the first data page is overwritten
+    columns = {"key": ["k" * 50] * 200, "time_us_median": [1.0] * 200, "status": ["ok"] * 200}
+    path = write(tmp_path / "c.parquet", columns, {"kind": "lut"})
+    data = bytearray(path.read_bytes())
+    data[4:200] = b"\xff" * 196
+    path.write_bytes(bytes(data))
+    with pytest.raises(FileFormatError, match="^" + re.escape(f"{path}: cannot read the table (")):
+        LatencyTable.load(path)
