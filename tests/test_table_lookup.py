@@ -1,0 +1,142 @@
+"""LatencyTable lookup and interpolation edge cases that mutation testing found untested
+(latprof/lut/table.py): the ends of the measured widths, SE width 1, mid width 1, messages.
+Expected values are worked out by hand; the basic cases are in test_lut.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from latprof.errors import FileFormatError, UsageError
+from latprof.lut.table import (
+    SCHEMA,
+    LatencyTable,
+    check_target,
+    describe,
+    report_rows,
+    trust_problem,
+)
+from tests.test_lut import META, entry_key, fake_table
+
+
+def test_a_width_at_either_end_with_another_se_takes_that_row() -> None:
+    # rows m16 se4 (100 µs) and m24 se6 (200 µs); the queries keep the width but not the se,
+    # so they are not rows themselves: the neighbour below and above is the same width
+    table = fake_table({entry_key(16, 4): 100.0, entry_key(24, 6): 200.0})
+    assert table.get(entry_key(16, 5)) == 100.0
+    assert table.get(entry_key(24, 7)) == 200.0
+    # in between: 100 + (20 - 16) / (24 - 16) · (200 - 100) = 150
+    assert table.get(entry_key(20, 5)) == pytest.approx(150.0)
+
+
+def test_se_width_one_is_an_se() -> None:
+    # rows m8 se1 (10 µs) and m16 se1 (30 µs): query m12 se1 -> 10 + 4/8 · 20 = 20
+    table = fake_table({entry_key(8, 1): 10.0, entry_key(16, 1): 30.0})
+    assert table.get(entry_key(12, 1)) == pytest.approx(20.0)
+    assert table.get(entry_key(12, 0)) is None  # no-SE query: se 1 rows don't qualify
+
+
+def test_mid_width_one_is_a_width() -> None:
+    # rows m1 (5 µs) and m5 (25 µs): m3 -> 5 + (3 - 1) / (5 - 1) · 20 = 15
+    table = fake_table({entry_key(1, 0): 5.0, entry_key(5, 0): 25.0})
+    assert table.get(entry_key(3, 0)) == pytest.approx(15.0)
+    # m1 with se 2 next to a row m1 se1 (7 µs): the same width, the closest se
+    se_table = fake_table({entry_key(1, 1): 7.0})
+    assert se_table.get(entry_key(1, 2)) == 7.0
+
+
+def test_failed_rows_are_the_rows_not_ok() -> None:
+    table = fake_table({entry_key(16, 0): 10.0})
+    table.add({"key": "bad", "status": "failed", "error": "boom"})
+    assert [r["key"] for r in table.failed_rows()] == ["bad"]
+    assert [r["key"] for r in table.ok_rows()] == [entry_key(16, 0)]
+
+
+def test_duplicate_key_and_missing_statistic_messages() -> None:
+    table = fake_table({entry_key(16, 0): 10.0})
+    with pytest.raises(UsageError, match=r"^duplicate key 'mbinvres\|k3\|s1\|m16\|"):
+        table.add({"key": entry_key(16, 0), "status": "ok"})
+    p10 = LatencyTable({**META, "statistic": "p10"})
+    p10.add({"key": "k", "status": "ok", "time_us_median": 1.0})  # no time_us_p10
+    message = "entry k has no time_us_p10 (the table's statistic is 'p10'); rebuild the table"
+    with pytest.raises(FileFormatError, match="^" + re.escape(message) + "$"):
+        p10.get("k")
+
+
+def test_check_target_refuses_by_default_and_says_how_to_proceed() -> None:
+    message = (
+        "the lookup table was measured in another environment (batch: table 1, target 8; "
+        "threads: table 1, target 4); rebuild it for this target or pass --allow-mismatch"
+    )
+    with pytest.raises(UsageError, match="^" + re.escape(message) + "$"):
+        check_target(META, batch=8, threads=4)
+    assert check_target(META, True, batch=8) == ["batch: table 1, target 8"]
+
+
+def test_report_by_category_sums_each_op() -> None:
+    table = LatencyTable(dict(META))
+    rows = [
+        ("conv|a", "conv", "ok", 10.0, 100.0, True),
+        ("conv|b", "conv", "failed", None, None, None),
+        ("conv|c", "conv", "ok", 30.0, None, True),
+        ("conv|d", "conv", "failed", None, None, None),
+        ("pool|e", "pool_fc", "ok", 45.0, 7.0, True),
+        ("relu|f", "relu", "ok", 2.0, 0.0, False),
+    ]
+    for key, op, status, t, macs, noisy in rows:
+        table.add(
+            {
+                "key": key,
+                "op": op,
+                "status": status,
+                "time_us_median": t,
+                "macs": macs,
+                "noisy": noisy,
+            }
+        )
+    # conv: 4 entries, 2 failed, 10 + 30 = 40 µs, 100 + 0 MACs, 2 noisy; sorted by time, largest
+    # first: pool_fc 45, conv 40, relu 2
+    assert report_rows(table, "category") == [
+        {"category": "pool_fc", "entries": 1, "failed": 0, "time_us_median_sum": 45.0,
+         "macs": 7.0, "noisy": 1},
+        {"category": "conv", "entries": 4, "failed": 2, "time_us_median_sum": 40.0,
+         "macs": 100.0, "noisy": 2},
+        {"category": "relu", "entries": 1, "failed": 0, "time_us_median_sum": 2.0,
+         "macs": 0.0, "noisy": 0},
+    ]  # fmt: skip
+    layers = report_rows(table, "layer")
+    assert [r["key"] for r in layers] == [r[0] for r in rows]
+    assert layers[2]["time_us_median"] == 30.0 and "samples_us" not in layers[2]
+
+
+def test_saved_schema_is_the_tables_even_for_empty_columns(tmp_path: Path) -> None:
+    # every row lacks samples_us, macs...: without the schema they would be saved as nulls
+    table = fake_table({entry_key(16, 0): 10.0})
+    path = tmp_path / "t.parquet"
+    table.save(path)
+    assert pq.read_schema(path).remove_metadata().equals(SCHEMA)
+
+
+def test_self_check_descriptions() -> None:
+    assert describe(None) == "no self-check"
+    assert describe({"k": 0, "population": "random"}) == (
+        "self-check: no random architecture could be predicted"
+    )
+    models = {"k": 5, "population": "models", "median_abs_error_pct": 1.26,
+              "max_abs_error_pct": 4.0, "kendall_tau": None}  # fmt: skip
+    assert describe(models) == (
+        "self-check: median |error| 1.3 %, max 4.0 %, Kendall τ n/a over 5 models"
+    )
+    archs = {**models, "population": "random", "kendall_tau": 0.876, "seed": 7, "k": 20}
+    assert describe(archs) == (
+        "self-check: median |error| 1.3 %, max 4.0 %, Kendall τ 0.88 over 20 random "
+        "architectures, seed 7"
+    )
+    assert trust_problem({}) == (
+        "this table carries no self-check (built before latprof had one, or with "
+        "--self-check 0): run `latprof validate --lut TABLE --samples 20` before trusting "
+        "its sums"
+    )
