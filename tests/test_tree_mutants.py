@@ -163,3 +163,39 @@ def test_shares_are_nan_without_an_end_to_end_time() -> None:
     assert math.isnan(row["share"]) and math.isnan(row["self_share"])
     [row] = tree_rows([leaf], [], 4.0)
     assert row["share"] == row["self_share"] == 0.5
+
+
+def test_op_rows_name_their_module() -> None:
+    model = Skewed()
+    with torch.inference_mode():
+        named = time_ops(model, (torch.ones(1, 4),), {}, model, CLOCK, 1, module_name="enc.0")
+        plain = time_ops(model, (torch.ones(1, 4),), {}, model, CLOCK, 1)
+    assert {r["module"] for r in named} == {"enc.0"} and {r["module"] for r in plain} == {""}
+
+
+def _module(name: str, macs: float, children: list[str], calls: int = 1):
+    from latprof.records import ModuleRecord
+
+    return ModuleRecord(name, "M", macs, 0, [1.0], [2.0], [calls], children=children)
+
+
+def test_macs_total_of_files_without_call_edges_sums_the_tree_by_name() -> None:
+    from latprof.records import LayerRecord
+
+    leaves = [LayerRecord(n, "L", m, 0, "", "", [1.0], [1]) for n, m in (("a.x", 5.0), ("b", 7.0))]
+    parents = [_module("(model)", 1.0, ["a", "b"]), _module("a", 2.0, ["a.x"])]
+    rows = {r["module"]: r for r in tree_rows(leaves, parents, 10.0)}
+    assert rows["a"]["macs_total"] == 2.0 + 5.0
+    assert rows["(model)"]["macs_total"] == 1.0 + 7.0 + 7.0
+
+
+def test_macs_total_survives_mutual_recursion_and_splits_by_calls() -> None:
+    # a calls b twice, b calls a once; a has 2 calls in all (one from the root), b 2;
+    # own MACs a 3, b 4. A cycle is cut at the first module already being summed
+    parents = [_module("(model)", 0.0, ["a", "b"])]
+    parents += [_module("a", 3.0, [], calls=2), _module("b", 4.0, [], calls=2)]
+    edges = [["(model)", "a", 1], ["a", "b", 2], ["b", "a", 1]]
+    rows = {r["module"]: r for r in tree_rows([], parents, 10.0, edges=edges)}
+    assert rows["b"]["macs_total"] == 4.0  # summed inside a, where a is cut
+    assert rows["a"]["macs_total"] == 3.0 + 4.0 * 2 / 2  # both of b's calls are a's
+    assert rows["(model)"]["macs_total"] == 7.0 * 1 / 2  # one of a's two calls
