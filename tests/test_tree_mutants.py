@@ -199,3 +199,34 @@ def test_macs_total_survives_mutual_recursion_and_splits_by_calls() -> None:
     assert rows["b"]["macs_total"] == 4.0  # summed inside a, where a is cut
     assert rows["a"]["macs_total"] == 3.0 + 4.0 * 2 / 2  # both of b's calls are a's
     assert rows["(model)"]["macs_total"] == 7.0 * 1 / 2  # one of a's two calls
+
+
+def test_rows_by_view_and_nan_shares_without_end_to_end_time() -> None:
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from latprof.config import ProfileConfig
+    from latprof.profiler import profile
+
+    clock = FakeClock()  # no work, no read cost: every time is 0
+    model = nn.Sequential(nn.Sequential(Work(clock, 0)), Work(clock, 0))
+    prof = profile(model, (torch.zeros(1),), config=ProfileConfig(warmup=1, trials=2), clock=clock)
+    assert prof.summary.e2e.mean == 0.0
+    assert all(math.isnan(r["share"]) for r in prof.category_rows())
+    assert all(math.isnan(r["share"]) for r in prof.layer_rows())
+
+    def names(rows: list[dict], key: str) -> list[str]:
+        return [r[key] for r in rows]  # rows hold NaN shares: compare their names
+
+    assert names(prof.rows("module"), "module") == ["(model)", "0", "0.0", "1"]
+    assert names(prof.rows("layer"), "layer") == ["0.0", "1"] and prof.rows("op") == []
+    assert names(prof.rows("category"), "category")[-1] == "(unattributed)"
+    # roofline columns read the profile's dtype: float16 moves half the bytes of float32
+    cal = SimpleNamespace(peak_macs_per_s=1e9, bandwidth_bytes_per_s=1e9, ridge_point=1.0)
+    layer = replace(prof.layers[0], macs=100.0, input_shape="1x10", output_shape="1x10")
+    rows = {}
+    for dtype in ("float32", "float16"):
+        p = replace(prof, layers=[replace(layer, samples_us=[1.0, 1.0])], calibration=cal)
+        p.config = ProfileConfig(dtype=dtype)
+        rows[dtype] = p.layer_rows()[0]["intensity"]
+    assert rows["float16"] == 2 * rows["float32"] == 2 * 100 / (20 * 4)
