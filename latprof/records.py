@@ -28,6 +28,19 @@ class Notice:
         return asdict(self)
 
 
+def time_columns(s: Stats) -> dict[str, float | int]:
+    """The statistics columns of a row of samples: time_us (the mean) to outliers."""
+    return {
+        "time_us": s.mean,
+        "time_us_median": s.median,
+        "time_us_std": s.std,
+        "time_us_min": s.min,
+        "time_us_iqr": s.iqr,
+        "n": s.n,
+        "outliers": s.outliers,
+    }
+
+
 class Sampled:
     """Statistics of `samples_us` and mean calls of `call_samples` (µs, calls per forward)."""
 
@@ -200,13 +213,7 @@ class Profile:
                     "layer": layer.name,
                     "category": layer.category,
                     "calls": layer.calls,
-                    "time_us": s.mean,
-                    "time_us_median": s.median,
-                    "time_us_std": s.std,
-                    "time_us_min": s.min,
-                    "time_us_iqr": s.iqr,
-                    "n": s.n,
-                    "outliers": s.outliers,
+                    **time_columns(s),
                     "share": s.mean / total if total else float("nan"),
                     "macs": layer.macs,
                     "params": layer.params,

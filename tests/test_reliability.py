@@ -394,6 +394,18 @@ def test_methodology_says_the_negative_unattributed_notice_fires_on_any_negative
     assert "| negative unattributed | leaf + self sum > end-to-end, by any amount" in text
 
 
+def failing_mbinvres(real):
+    """`measurement.prepare` under which every inverted-residual block fails to build."""
+    from latprof.lut import measurement
+
+    def prepare(job, settings):
+        if job.key.startswith("mbinvres|"):
+            return measurement.failed_row(job, settings, "ValueError: cannot build it")
+        return real(job, settings)
+
+    return prepare
+
+
 def test_dry_run_says_which_sample_entries_failed(monkeypatch: pytest.MonkeyPatch) -> None:
     """An entry that cannot be built is estimated at 0 s: the dry run says so."""
     # imported first: in_network binds measurement.prepare when imported, which must not
@@ -402,13 +414,7 @@ def test_dry_run_says_which_sample_entries_failed(monkeypatch: pytest.MonkeyPatc
 
     assert in_network.prepare is measurement.prepare
     real = measurement.prepare
-
-    def prepare(job, settings):  # every inverted-residual block fails to build
-        if job.key.startswith("mbinvres|"):
-            return measurement.failed_row(job, settings, "ValueError: cannot build it")
-        return real(job, settings)
-
-    monkeypatch.setattr(measurement, "prepare", prepare)
+    monkeypatch.setattr(measurement, "prepare", failing_mbinvres(real))
     tiny = Path(__file__).parent / "spaces" / "tiny.toml"
     args = ["--space", str(tiny), "--width-step", "4", "--context", "alone", *FAST]
     result = invoke("build-lut", *args, "--dry-run")
@@ -428,13 +434,7 @@ def test_networks_dry_run_says_which_entries_of_its_sample_networks_failed(
     from latprof.lut import in_network, measurement
 
     real = measurement.prepare
-
-    def prepare(job, settings):  # every inverted-residual block fails to build
-        if job.key.startswith("mbinvres|"):
-            return measurement.failed_row(job, settings, "ValueError: cannot build it")
-        return real(job, settings)
-
-    monkeypatch.setattr(in_network, "prepare", prepare)
+    monkeypatch.setattr(in_network, "prepare", failing_mbinvres(real))
     tiny = Path(__file__).parent / "spaces" / "tiny.toml"
     args = ["--space", str(tiny), "--width-step", "4", *FAST]  # context: networks
     result = invoke("build-lut", *args, "--dry-run")

@@ -22,7 +22,7 @@ from latprof.config import ProfileConfig
 from latprof.env import Environment
 from latprof.errors import FileFormatError
 from latprof.io.atomic import write_text, write_with
-from latprof.records import LayerRecord, ModuleRecord, Notice, Profile
+from latprof.records import LayerRecord, ModuleRecord, Notice, Profile, time_columns
 
 KIND = "profile"
 FORMAT_VERSION = 1
@@ -149,13 +149,7 @@ def _parquet_rows(p: Profile) -> list[dict[str, Any]]:
                 "samples_us": m.samples_us,
                 "call_samples": m.call_samples,
                 "calls": m.calls,
-                "time_us": st.mean,
-                "time_us_median": st.median,
-                "time_us_std": st.std,
-                "time_us_min": st.min,
-                "time_us_iqr": st.iqr,
-                "n": st.n,
-                "outliers": st.outliers,
+                **time_columns(st),
                 "page_faults": None,
                 "macs_by": m.macs_by,
                 "kind": "parent",
