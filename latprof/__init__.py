@@ -24,6 +24,7 @@ _EXPORTS = {
     "latency_model": "latprof.lut.expected",
     "expected_latency": "latprof.lut.expected",
     "LatencyModel": "latprof.lut.expected",
+    "recalibrate": "latprof.lut.validate",
     "get_space": "latprof.space.builtin",
     "MeasureSettings": "latprof.config",
 }

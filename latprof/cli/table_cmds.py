@@ -83,6 +83,14 @@ SamplesOpt = Annotated[
     int, typer.Option("--samples", help="Also validate N random archs of the space.")
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for --samples.")]
+RecalOpt = Annotated[
+    int,
+    typer.Option(
+        "--recalibrate",
+        help="Measure K reference archs of the space now and scale every prediction by their "
+        "median measured/predicted (the machine's speed now vs the table's). 0: off.",
+    ),
+]
 VWarmupOpt = Annotated[
     int | None, typer.Option("--warmup", help="Warm-up passes. Default: the table's.")
 ]
@@ -170,6 +178,7 @@ def predict_cmd(
     allow_mismatch: AllowOpt = False,
     measure_misses: MeasureOpt = False,
     exact: ExactOpt = False,
+    recalibrate: RecalOpt = 0,
     fmt: FormatOpt = None,
     out: OutOpt = None,
 ) -> None:
@@ -188,9 +197,18 @@ def predict_cmd(
     if problem:
         warn(problem)
     set_threads(int(threads or table.meta.get("threads") or 1))
+    if recalibrate < 0:
+        raise UsageError(f"--recalibrate must be 0 or more, got {recalibrate}")
+    if recalibrate:
+        from latprof.lut.recalibrate import describe
+        from latprof.lut.validate import recalibrate as measure_references
+
+        typer.echo(describe(measure_references(table, recalibrate)), err=True)
     on_miss = "measure" if measure_misses or exact else "report"
     pred, network = prediction_for(table, target, on_miss, exact)  # type: ignore[arg-type]
     if measure_misses and any(b.source == "measured-now" for b in pred.blocks):
+        if recalibrate:
+            table.meta.pop("recalibration", None)  # of this moment, not of the table
         table.save(lut)
         typer.echo(f"latprof: added the entries measured now to {lut}", err=True)
     write_rows(pred.rows(), fmt, out, f"{pred.name} on {lut.name}")
@@ -209,10 +227,14 @@ def _predict_line(table: Any, target: str, pred: Any, network: Any) -> str:
     from latprof.lut.validate import is_model_target, measure_end_to_end
 
     interpolated = sum(b.source == "interpolated" for b in pred.blocks)
-    corrected = pred.correction is not None and not pred.misses
-    how = f" (sum of entries {pred.sum_us:,.1f} µs, corrected by the table's fit)"
+    changes = []
+    if pred.correction is not None and not pred.misses:
+        changes.append("corrected by the table's fit")
+    if pred.scale != 1.0 and not pred.misses:
+        changes.append(f"×{pred.scale:.3f} recalibrated")
+    how = f" (sum of entries {pred.sum_us:,.1f} µs, {', '.join(changes)})" if changes else ""
     line = (
-        f"predicted {pred.total_us:,.1f} µs for {pred.name}{how if corrected else ''}: "
+        f"predicted {pred.total_us:,.1f} µs for {pred.name}{how}: "
         f"{len(pred.blocks)} blocks, {interpolated} interpolated over mid width, "
         f"{pred.macs / 1e6:,.1f} M MACs"
     )
@@ -245,6 +267,7 @@ def validate_cmd(
     threads: ThreadsOpt = None,
     allow_mismatch: AllowOpt = False,
     exact: ExactOpt = False,
+    recalibrate: RecalOpt = 0,
     fmt: FormatOpt = None,
     out: OutOpt = None,
 ) -> None:
@@ -258,6 +281,12 @@ def validate_cmd(
         raise UsageError("--trials must be at least 1")
     if samples < 0:
         raise UsageError(f"--samples must be 0 or more, got {samples}")
+    if recalibrate < 0:
+        raise UsageError(f"--recalibrate must be 0 or more, got {recalibrate}")
+    if recalibrate:
+        from latprof.lut.recalibrate import check_seed
+
+        check_seed(seed, samples)
     resolve_formats(fmt, out)  # a bad -o fails before any measuring
     table = _load_table(lut, threads, allow_mismatch)
     chosen = [*(targets or []), *val.sampled_targets(table, samples, seed)]
@@ -268,6 +297,7 @@ def validate_cmd(
             table, chosen or val.default_targets(table), settings,
             "measure" if exact else "report",
             progress=lambda d, t: view("trials, round-robin", d, t), exact=exact,
+            reference=recalibrate,
         )  # fmt: skip
     finally:
         view.close()
@@ -275,6 +305,24 @@ def validate_cmd(
         table.save(lut)
         typer.echo(f"latprof: exact widths measured and added to {lut}", err=True)
     write_rows(rows, fmt, out, f"LUT prediction vs measured, {lut.name}")
+    _summaries(table, rows, recalibrate)
+    missing = [r["arch"] for r in rows if r["misses"]]
+    if missing:
+        fail(
+            f"{len(missing)} architectures have entries missing from {lut} "
+            f"({', '.join(missing[:5])}); see `latprof predict ARCH --lut {lut}`"
+        )
+
+
+def _summaries(table: Any, rows: list[dict[str, Any]], recalibrate: int) -> None:
+    """validate's summary lines: the recalibration, then one line per population."""
+    from latprof.lut import validate as val
+
+    if recalibrate and rows:
+        from latprof.lut import recalibrate as recal
+
+        info = {"factor": rows[0]["scale"], "k": recalibrate, "seed": recal.REFERENCE_SEED}
+        typer.echo(recal.describe(info), err=True)
     m = table.meta
     for population, s in val.summaries(rows).items():
         if not s:
@@ -287,12 +335,6 @@ def validate_cmd(
             f"{m.get('batch')}, {m.get('threads')} threads)"
         )
         console().print(msg) if sys.stdout.isatty() else typer.echo(msg, err=True)
-    missing = [r["arch"] for r in rows if r["misses"]]
-    if missing:
-        fail(
-            f"{len(missing)} architectures have entries missing from {lut} "
-            f"({', '.join(missing[:5])}); see `latprof predict ARCH --lut {lut}`"
-        )
 
 
 @command("compare")

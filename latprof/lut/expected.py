@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from latprof.errors import LookupMissError, SpaceError, UsageError
+from latprof.lut.table import scale_of
 from latprof.space.arch import SKIP, Arch, Choice
 from latprof.space.model import Entry, SearchSpace, Slot
 
@@ -53,6 +54,7 @@ class LatencyModel:
         batch, dtype = int(table.meta["batch"]), str(table.meta["dtype"])
         self.space = space
         self.correction = table.meta.get("correction")
+        self.scale = scale_of(table.meta)
         self.choices: dict[str, list[Entry]] = {}
         self.times: dict[str, Tensor] = {}
         self.macs: dict[str, Tensor] = {}
@@ -160,8 +162,8 @@ class LatencyModel:
             from latprof.lut.table import corrected
 
             blocks = sum(keep.values(), torch.zeros((), dtype=torch.float64))
-            return corrected(self.correction, total, blocks)
-        return total
+            total = corrected(self.correction, total, blocks)
+        return self.scale * total if of == "time" else total
 
     @staticmethod
     def _check(name: str, logits: Tensor, n: int, what: str) -> None:

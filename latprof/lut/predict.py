@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from latprof.config import MeasureSettings
 from latprof.errors import LookupMissError, SpaceError
+from latprof.lut.table import scale_of
 
 if TYPE_CHECKING:
     from latprof.lut.table import LatencyTable
@@ -38,6 +39,7 @@ class Prediction:
     blocks: list[BlockTime]
     misses: list[str] = field(default_factory=list)
     correction: dict[str, Any] | None = None  # the table's fitted correction, if any
+    scale: float = 1.0  # a recalibration's factor (lut/recalibrate.py), if any
 
     @property
     def sum_us(self) -> float:
@@ -46,8 +48,16 @@ class Prediction:
 
     @property
     def total_us(self) -> float:
-        """The prediction: the sum, corrected when the table carries a correction."""
-        if self.correction is None or self.misses:
+        """The prediction: the sum, corrected when the table carries a correction, times the
+        factor of a recalibration."""
+        if self.misses:
+            return self.sum_us
+        return self.scale * self.unscaled_us
+
+    @property
+    def unscaled_us(self) -> float:
+        """The prediction before any recalibration (the sum, or its correction)."""
+        if self.correction is None:
             return self.sum_us
         from latprof.lut.table import corrected
 
@@ -155,7 +165,7 @@ def predict_arch(
             source = "measured-now"
         blocks.append(BlockTime(slot, key, t, source, macs))
     _raise_misses(misses, on_miss, arch.name)
-    return Prediction(arch.name, blocks, misses, table.meta.get("correction"))
+    return Prediction(arch.name, blocks, misses, table.meta.get("correction"), scale_of(table.meta))
 
 
 def predict(
@@ -256,4 +266,4 @@ def predict_model(
             misses.append(job.key)
         blocks.append(BlockTime(names.get(id(call.module), "?"), job.key, t, source, macs))
     _raise_misses(misses, on_miss, name)
-    return Prediction(name, blocks, misses)
+    return Prediction(name, blocks, misses, scale=scale_of(table.meta))

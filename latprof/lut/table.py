@@ -289,6 +289,11 @@ def corrected(correction: dict[str, Any], sum_us: Any, blocks: Any) -> Any:
     return a * sum_us + b * blocks + c
 
 
+def scale_of(meta: dict[str, Any]) -> float:
+    """The factor of a recalibration (lut/recalibrate.py) the table carries, else 1."""
+    return float((meta.get("recalibration") or {}).get("factor") or 1.0)
+
+
 POOR_MEDIAN_PCT = 3.0
 POOR_MAX_PCT = 8.0
 """A table whose self-check exceeds either figure gets a warning when loaded or used."""

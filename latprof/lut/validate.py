@@ -107,6 +107,7 @@ def row(
         "sum_us": raw,
         "sum_error_pct": None if raw is None else 100.0 * (raw - measured) / measured,
         "unattributed_us": None if predicted is None else measured - predicted,
+        "scale": pred.scale,
         "macs": macs,
         "blocks": len(pred.blocks),
         "interpolated": sum(b.source == "interpolated" for b in pred.blocks),
@@ -196,11 +197,17 @@ def validate(
     on_miss: OnMiss = "report",
     progress: Callable[[int, int], None] | None = None,
     exact: bool = False,
+    reference: int = 0,
 ) -> list[dict[str, Any]]:
-    """One row per target (arch spec, Arch or MODEL spec); all measured round-robin."""
+    """One row per target (arch spec, Arch or MODEL spec); all measured round-robin. With
+    `reference` K > 0, K reference archs (lut/recalibrate.py) are measured in the same rounds
+    and every prediction is multiplied by their median measured / predicted (`scale`)."""
+    from latprof.lut import recalibrate
+
+    refs = recalibrate.references(table, reference) if reference else []
     preds = []
     networks = []
-    for target in targets:
+    for target in [*targets, *refs]:
         pred, network = prediction_for(table, target, on_miss, exact)
         preds.append(pred)
         networks.append(network())
@@ -210,10 +217,40 @@ def validate(
         if is_out_of_memory(exc):
             raise out_of_memory(exc, "measuring the networks") from exc
         raise
+    n = len(targets)
+    if refs:
+        for p in preds:
+            p.scale = 1.0
+        ref_rows = [
+            row(p.name, p, stats, macs, table.statistic)
+            for p, (stats, macs) in zip(preds[n:], measured[n:], strict=True)
+        ]
+        factor = recalibrate.from_rows(ref_rows)["factor"]
+        for p in preds:
+            p.scale = factor
     return [
         {**row(p.name, p, stats, macs, table.statistic), "population": population_of(t)}
-        for t, p, (stats, macs) in zip(targets, preds, measured, strict=True)
+        for t, p, (stats, macs) in zip(targets, preds[:n], measured[:n], strict=True)
     ]
+
+
+def recalibrate(
+    table: LatencyTable,
+    k: int = 5,
+    settings: MeasureSettings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Measure k reference archs (lut/recalibrate.py) end to end in this process, store
+    the factor in `table.meta["recalibration"]` (every prediction of the table is multiplied
+    by it from then on; saved with the table if you save it) and return it."""
+    from latprof.lut import recalibrate as recal
+
+    refs = recal.references(table, k)
+    table.meta.pop("recalibration", None)
+    settings = settings or MeasureSettings.of_table(table.meta)
+    rows = validate(table, list(refs), settings, "report", progress=progress)
+    table.meta["recalibration"] = recal.from_rows(rows)
+    return table.meta["recalibration"]
 
 
 def population_of(target: str | archmod.Arch) -> str:

@@ -1,0 +1,171 @@
+"""Recalibration: one factor, the median measured / predicted over reference archs measured
+now, scales every prediction (predict, validate, expected latency) and never the raw sum."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from latprof import expected_latency, latency_model, predict
+from latprof.errors import UsageError
+from latprof.lut import recalibrate as recal
+from latprof.lut.correction import FIT_SEED
+from latprof.lut.table import LatencyTable
+from latprof.lut.validate import recalibrate
+from latprof.stats import summarize
+from tests.test_cli_lut import invoke
+from tests.test_reuse import K3_16, arch, fake_table, tiny_space
+
+
+def test_factor_is_the_median_ratio_of_the_predictable_references() -> None:
+    rows = [
+        {"measured_us": 110.0, "predicted_us": 100.0},
+        {"measured_us": 300.0, "predicted_us": 200.0},
+        {"measured_us": 95.0, "predicted_us": 100.0},
+        {"measured_us": 50.0, "predicted_us": None},  # a miss: not a reference
+    ]
+    r = recal.from_rows(rows)
+    assert r["factor"] == pytest.approx(1.1)
+    assert r["k"] == 3 and r["seed"] == recal.REFERENCE_SEED == FIT_SEED
+    assert sorted(r["ratios"]) == pytest.approx([0.95, 1.1, 1.5])
+    with pytest.raises(UsageError, match="no reference"):
+        recal.from_rows([{"measured_us": 1.0, "predicted_us": None}])
+
+
+def test_a_recalibrated_table_scales_the_prediction_not_the_raw_sum() -> None:
+    plain = predict(fake_table(), arch(K3_16), space=tiny_space())
+    table = fake_table()
+    table.meta["correction"] = {"coef": [0.5, 10.0, 3.0]}
+    table.meta["recalibration"] = {"factor": 1.25}
+    pred = predict(table, arch(K3_16), space=tiny_space())
+    unscaled = 0.5 * plain.sum_us + 10.0 * len(pred.blocks) + 3.0
+    assert pred.sum_us == plain.sum_us
+    assert pred.unscaled_us == pytest.approx(unscaled)
+    assert pred.total_us == pytest.approx(1.25 * unscaled)
+    assert pred.scale == 1.25 and plain.scale == 1.0
+
+
+def test_expected_latency_is_scaled_and_its_gradient_too() -> None:
+    base = latency_model(fake_table(), tiny_space())
+    alpha0, alpha1 = base.init_alpha(), base.init_alpha()
+    e0 = expected_latency(fake_table(), alpha0, space=tiny_space())
+    table = fake_table()
+    table.meta["recalibration"] = {"factor": 0.8}
+    e1 = expected_latency(table, alpha1, space=tiny_space())
+    assert e1.item() == pytest.approx(0.8 * e0.item())
+    e0.backward()
+    e1.backward()
+    assert torch.allclose(alpha1["body.0"].grad, 0.8 * alpha0["body.0"].grad)
+    raw = latency_model(table, tiny_space()).expected(base.init_alpha(), of="sum")
+    assert raw.item() == pytest.approx(e0.item())  # the raw sum is never scaled
+
+
+def fake_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Network i of each measurement (targets first, then references) takes (i + 1) × 100 µs;
+    returns how many networks each measurement ran."""
+    import latprof.lut.validate as val
+
+    seen: list[int] = []
+
+    def fake_measure_many(networks, settings, progress=None):
+        seen.append(len(networks))
+        return [(summarize([100.0 * (i + 1)] * 5), 1.0) for i in range(len(networks))]
+
+    monkeypatch.setattr(val, "measure_many", fake_measure_many)
+    return seen
+
+
+def test_validate_scales_its_targets_by_references_measured_in_the_same_rounds(
+    tiny_lut: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from latprof.config import MeasureSettings
+    from latprof.lut import validate as val
+
+    seen = fake_passes(monkeypatch)
+    table = LatencyTable.load(tiny_lut)
+    targets = val.sampled_targets(table, 2, 1)
+    refs = recal.references(table, 3)
+    settings = MeasureSettings(warmup=0, trials=5)
+    plain = val.validate(table, list(targets), settings)
+    rows = val.validate(table, list(targets), settings, reference=3)
+    assert seen == [2, 5]  # the references ran with the targets, not apart
+    assert [r["arch"] for r in rows] == [t.name for t in targets]  # no reference row
+    ref_pred = [predict(table, a).total_us for a in refs]
+    measured = [300.0, 400.0, 500.0]  # the references were networks 3-5
+    factor = sorted(m / p for m, p in zip(measured, ref_pred, strict=True))[1]
+    for r, p in zip(rows, plain, strict=True):
+        assert r["scale"] == pytest.approx(factor) and p["scale"] == 1.0
+        assert r["predicted_us"] == pytest.approx(factor * p["predicted_us"])
+        assert r["sum_us"] == p["sum_us"]
+        assert r["measured_us"] == p["measured_us"]
+    assert "recalibration" not in table.meta  # validate does not change the table
+
+
+def test_recalibrate_stores_the_factor_and_predictions_follow(
+    tiny_lut: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_passes(monkeypatch)
+    table = LatencyTable.load(tiny_lut)
+    refs = recal.references(table, 3)
+    before = [predict(table, a).total_us for a in refs]
+    r = recalibrate(table, 3)
+    expected = sorted(100.0 * (i + 1) / p for i, p in enumerate(before))[1]
+    assert r["factor"] == pytest.approx(expected)
+    assert table.meta["recalibration"] is r
+    assert predict(table, refs[0]).total_us == pytest.approx(expected * before[0])
+    again = recalibrate(table, 3)  # measured against the unscaled predictions
+    assert again["factor"] == pytest.approx(expected)
+    assert all(a.name.startswith("reference-4409-") for a in refs)
+
+
+def test_references_refuse_layer_tables_and_zero() -> None:
+    table = fake_table()
+    with pytest.raises(UsageError, match="at least 1"):
+        recal.references(table, 0)
+    table.meta["source"] = "models"
+    with pytest.raises(UsageError, match="search space"):
+        recal.references(table, 3)
+
+
+def test_cli_validate_refuses_the_reference_seed_and_negative_k(tiny_lut: Path) -> None:
+    result = invoke(
+        "validate", "--lut", str(tiny_lut), "--samples", "2", "--seed", "4409",
+        "--recalibrate", "3",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "--seed 4409 draws the recalibration's reference archs" in result.stderr
+    result = invoke("validate", "--lut", str(tiny_lut), "--recalibrate", "-1")
+    assert result.exit_code == 2 and "--recalibrate must be 0 or more" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_validate_and_predict_report_the_factor(
+    tiny_lut: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_passes(monkeypatch)
+    fast = ["--threads", "1", "--format", "csv"]
+    result = invoke(
+        "validate", "--lut", str(tiny_lut), "--samples", "2", "--seed", "3",
+        "--recalibrate", "3", *fast,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "recalibrated on 3 reference architectures (seed 4409) measured now" in result.stderr
+    assert ",scale," in result.stdout.splitlines()[0] + ","
+    spec = arch_file(tiny_lut)
+    result = invoke("predict", spec, "--lut", str(tiny_lut), "--recalibrate", "3", *fast)
+    assert result.exit_code == 0, result.stderr
+    assert "recalibrated on 3 reference architectures" in result.stderr
+    assert "recalibrated):" in result.stderr
+    assert "recalibration" not in LatencyTable.load(tiny_lut).meta  # the file is untouched
+
+
+def arch_file(tiny_lut: Path) -> str:
+    """An arch file of the tiny space next to the table."""
+    from latprof.lut.validate import sampled_targets
+
+    a = sampled_targets(LatencyTable.load(tiny_lut), 1, 5)[0]
+    path = tiny_lut.parent / "arch.json"
+    path.write_text(a.to_json())
+    return str(path)
