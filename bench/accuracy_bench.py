@@ -5,7 +5,7 @@ CPU, batch 1, 1 thread, tables built by the default command (`build-lut --space 
 the self-check on 10 of seed 7301). Each table is validated on architectures no build, fit
 or check used: the space's TF-NAS zoo archs and 50 random archs of EVAL_SEED (a seed no code
 path uses). Two independent builds per space (two processes, minutes apart), both reported;
-errors per population of the prediction recalibrated on 5 reference archs measured in the
+errors per population of the prediction recalibrated on 10 reference archs measured in the
 same rounds (`validate --recalibrate 5`), of the corrected prediction without it and of the
 raw sum of entries.
 Goal: median |error| <= 2 %, max <= 5 %, Kendall tau >= 0.95, for each population.
@@ -26,7 +26,7 @@ import pandas as pd
 LATPROF = [sys.executable, "-m", "latprof"]
 EVAL_SEED = 20261130
 SAMPLES = 50
-REFERENCES = 5
+REFERENCES = 10
 ZOO = {
     "tfnas": [
         f"zoo:tfnas-{n}"

@@ -92,9 +92,8 @@ def test_validate_scales_its_targets_by_references_measured_in_the_same_rounds(
     rows = val.validate(table, list(targets), settings, reference=3)
     assert seen == [2, 5]  # the references ran with the targets, not apart
     assert [r["arch"] for r in rows] == [t.name for t in targets]  # no reference row
-    ref_pred = [predict(table, a).total_us for a in refs]
     measured = [300.0, 400.0, 500.0]  # the references were networks 3-5
-    factor = sorted(m / p for m, p in zip(measured, ref_pred, strict=True))[1]
+    factor = expected_factor(table, refs, measured)
     for r, p in zip(rows, plain, strict=True):
         assert r["scale"] == pytest.approx(factor) and p["scale"] == 1.0
         assert r["predicted_us"] == pytest.approx(factor * p["predicted_us"])
@@ -111,13 +110,23 @@ def test_recalibrate_stores_the_factor_and_predictions_follow(
     refs = recal.references(table, 3)
     before = [predict(table, a).total_us for a in refs]
     r = recalibrate(table, 3)
-    expected = sorted(100.0 * (i + 1) / p for i, p in enumerate(before))[1]
+    expected = expected_factor(table, refs, [100.0, 200.0, 300.0])
     assert r["factor"] == pytest.approx(expected)
     assert table.meta["recalibration"] is r
     assert predict(table, refs[0]).total_us == pytest.approx(expected * before[0])
     again = recalibrate(table, 3)  # measured against the unscaled predictions
     assert again["factor"] == pytest.approx(expected)
     assert all(a.name.startswith("reference-4409-") for a in refs)
+
+
+def expected_factor(table: LatencyTable, refs: list, measured: list[float]) -> float:
+    """The median of time now / time at build (the fit's), else / the prediction."""
+    then = {
+        a["arch"].replace("sample-", "reference-"): a["measured_us"]
+        for a in table.meta["correction"]["archs"]
+    }
+    assert set(then) >= {a.name for a in refs}  # the tiny table's fit measured them all
+    return sorted(m / then[a.name] for a, m in zip(refs, measured, strict=True))[1]
 
 
 def test_references_refuse_layer_tables_and_zero() -> None:
@@ -169,3 +178,37 @@ def arch_file(tiny_lut: Path) -> str:
     path = tiny_lut.parent / "arch.json"
     path.write_text(a.to_json())
     return str(path)
+
+
+def test_against_the_build_times_the_factor_is_the_drift_of_the_same_archs() -> None:
+    rows = [
+        {"arch": "reference-4409-0", "measured_us": 220.0, "predicted_us": 100.0},
+        {"arch": "reference-4409-1", "measured_us": 330.0, "predicted_us": 400.0},
+        {"arch": "reference-4409-2", "measured_us": 90.0, "predicted_us": 100.0},
+    ]
+    before = {"reference-4409-0": 200.0, "reference-4409-1": 300.0}
+    r = recal.from_rows(rows, before)
+    # ratios 1.1, 1.1 (vs build) and 0.9 (vs the prediction: no time before)
+    assert r["factor"] == pytest.approx(1.1)
+    assert r["against"] == "measured at build and predicted"
+    assert recal.from_rows(rows[:2], before)["against"] == "measured at build"
+
+
+def test_the_fit_keeps_its_archs_times_as_the_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from latprof.lut import correction, fresh
+
+    rows = [
+        {"arch": f"sample-4409-{i}", "sum_us": s, "blocks": 3, "measured_us": m}
+        for i, (s, m) in enumerate([(100.0, 110.0), (200.0, 215.0), (300.0, 320.0), (50.0, 60.0)])
+    ]
+    monkeypatch.setattr(fresh, "rows", lambda *a, **k: rows)
+    table = fake_table()
+    correction.fit_table(table, 4)
+    assert recal.baseline(table.meta) == {
+        "reference-4409-0": 110.0,
+        "reference-4409-1": 215.0,
+        "reference-4409-2": 320.0,
+        "reference-4409-3": 60.0,
+    }
+    table.meta["correction"]["seed"] = 1  # another seed's archs are not the references
+    assert recal.baseline(table.meta) == {}

@@ -321,7 +321,9 @@ def _summaries(table: Any, rows: list[dict[str, Any]], recalibrate: int) -> None
     if recalibrate and rows:
         from latprof.lut import recalibrate as recal
 
+        before = "measured at build" if recal.baseline(table.meta) else "predicted"
         info = {"factor": rows[0]["scale"], "k": recalibrate, "seed": recal.REFERENCE_SEED}
+        info["against"] = before
         typer.echo(recal.describe(info), err=True)
     m = table.meta
     for population, s in val.summaries(rows).items():

@@ -64,7 +64,8 @@ def fit_table(
     path: Path | None = None,
 ) -> dict[str, Any]:
     """Measure k random archs of the table's space end to end, fit, store the correction in
-    `table.meta["correction"]` (with the seed) and return it. With `path` (the table saved
+    `table.meta["correction"]` (with the seed and each arch's measured time, the baseline
+    of a later recalibration) and return it. With `path` (the table saved
     there, without a correction) the archs are measured in a fresh process."""
     table.meta.pop("correction", None)  # the fit is of the raw sums
     if path is not None:
@@ -75,6 +76,7 @@ def fit_table(
         [r["sum_us"] for r in ok], [r["blocks"] for r in ok], [r["measured_us"] for r in ok]
     )
     correction["seed"] = seed
+    correction["archs"] = [{"arch": r["arch"], "measured_us": r["measured_us"]} for r in ok]
     table.meta["correction"] = correction
     return correction
 

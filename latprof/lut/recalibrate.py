@@ -3,10 +3,12 @@
 A table is measured minutes or months before it is used, and a shared machine's speed moves
 between processes by more than a table's errors: the same 20 mbv2 archs a build fitted its
 correction on (0.7 % leave-one-out) measured 5.6-8.3 % slower twenty minutes later in fresh
-processes (docs/benchmarks.md). A recalibration measures K reference architectures of the
-table's space end to end now and multiplies every prediction by the median of measured /
-predicted over them. The references are random archs of REFERENCE_SEED (the correction's
-fit seed), so they never overlap the archs a validation scores unless it is given that seed.
+processes (docs/benchmarks.md). A recalibration measures K reference architectures end to
+end now: the first K of the archs the build's correction was fitted on (REFERENCE_SEED),
+whose times at build time the table keeps. Every prediction is multiplied by the median of
+(time now / time at build) over them: the same archs measured twice, so the factor is the
+machine's drift and none of the table's own error on them. A table without those times
+(built before latprof kept them, or with --fit 0) falls back to time now / prediction.
 One factor scales every prediction alike: ranking is unchanged, expected latency stays
 differentiable.
 """
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
 REFERENCE_SEED = 4409
 """The correction's fit seed (lut/correction.py FIT_SEED): archs no validation scores."""
-REFERENCE_ARCHS = 5
+REFERENCE_ARCHS = 10
 
 
 def references(table: LatencyTable, k: int) -> list[Arch]:
@@ -54,19 +56,40 @@ def check_seed(seed: int, samples: int) -> None:
         )
 
 
-def from_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The recalibration from validation rows of the references (predictions unscaled)."""
-    ratios = [
-        r["measured_us"] / r["predicted_us"]
-        for r in rows
-        if r.get("predicted_us") and r.get("measured_us")
-    ]
+def baseline(meta: dict[str, Any]) -> dict[str, float]:
+    """Reference name -> its time when the table was built (from the correction's fit)."""
+    c = meta.get("correction") or {}
+    if c.get("seed") != REFERENCE_SEED:
+        return {}
+    return {
+        a["arch"].replace("sample-", "reference-", 1): float(a["measured_us"])
+        for a in c.get("archs") or []
+        if a.get("measured_us")
+    }
+
+
+def from_rows(rows: list[dict[str, Any]], before: dict[str, float] | None = None) -> dict:
+    """The recalibration from validation rows of the references (predictions unscaled):
+    the median of time now / time `before` (at build), or of time now / prediction for
+    references without a time before."""
+    before = before or {}
+    ratios = []
+    against = set()
+    for r in rows:
+        now, then = r.get("measured_us"), before.get(r.get("arch", ""))
+        if now and then:
+            ratios.append(now / then)
+            against.add("measured at build")
+        elif now and r.get("predicted_us"):
+            ratios.append(now / r["predicted_us"])
+            against.add("predicted")
     if not ratios:
         raise UsageError("no reference architecture could be predicted by this table")
     return {
         "factor": statistics.median(ratios),
         "k": len(ratios),
         "seed": REFERENCE_SEED,
+        "against": " and ".join(sorted(against)),
         "ratios": ratios,
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -225,7 +225,7 @@ def validate(
             row(p.name, p, stats, macs, table.statistic)
             for p, (stats, macs) in zip(preds[n:], measured[n:], strict=True)
         ]
-        factor = recalibrate.from_rows(ref_rows)["factor"]
+        factor = recalibrate.from_rows(ref_rows, recalibrate.baseline(table.meta))["factor"]
         for p in preds:
             p.scale = factor
     return [
@@ -236,7 +236,7 @@ def validate(
 
 def recalibrate(
     table: LatencyTable,
-    k: int = 5,
+    k: int = 10,
     settings: MeasureSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -249,7 +249,7 @@ def recalibrate(
     table.meta.pop("recalibration", None)
     settings = settings or MeasureSettings.of_table(table.meta)
     rows = validate(table, list(refs), settings, "report", progress=progress)
-    table.meta["recalibration"] = recal.from_rows(rows)
+    table.meta["recalibration"] = recal.from_rows(rows, recal.baseline(table.meta))
     return table.meta["recalibration"]
 
 
