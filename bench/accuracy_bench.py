@@ -65,6 +65,7 @@ def evaluate(space: str, lut: Path, label: str, batch: int = 1) -> pd.DataFrame:
             str(EVAL_SEED), "--threads", "1", "--recalibrate", str(REFERENCES),
             "--format", "csv"]  # fmt: skip
     df = pd.read_csv(io.StringIO(run(*args).stdout))
+    df.to_csv(lut.with_suffix(".validate.csv"), index=False)  # beside the table
     df["unscaled_us"] = df["predicted_us"] / df["scale"]
     df["unscaled_error_pct"] = 100 * (df["unscaled_us"] - df["measured_us"]) / df["measured_us"]
     print(f"  {label}: recalibration factor {df['scale'].iloc[0]:.3f} ({REFERENCES} references)")

@@ -212,3 +212,42 @@ def test_the_fit_keeps_its_archs_times_as_the_baseline(monkeypatch: pytest.Monke
     }
     table.meta["correction"]["seed"] = 1  # another seed's archs are not the references
     assert recal.baseline(table.meta) == {}
+
+
+def test_describe_says_against_what_and_when() -> None:
+    r = {"factor": 1.113, "k": 10, "seed": 4409, "against": "measured at build", "at": "T0"}
+    line = recal.describe(r)
+    assert "measured now: predictions ×1.113 (they ran 11.3 % slower than at build)" in line
+    assert "measured at T0:" in recal.describe(r, saved=True)
+    fallback = recal.describe({"factor": 0.95, "k": 3, "seed": 4409, "against": "predicted"})
+    assert "×0.950 (they ran 5.0 % faster than the table predicts)" in fallback
+
+
+def test_report_shows_a_saved_recalibration(tiny_lut: Path, tmp_path: Path) -> None:
+    table = LatencyTable.load(tiny_lut)
+    table.meta["recalibration"] = {
+        "factor": 1.2, "k": 4, "seed": 4409, "against": "measured at build", "at": "T1",
+    }  # fmt: skip
+    saved = tmp_path / "recalibrated.parquet"
+    table.save(saved)
+    result = invoke("report", str(saved), "--format", "csv")
+    assert result.exit_code == 0, result.stderr
+    assert "recalibrated on 4 reference architectures (seed 4409) measured at T1" in result.stderr
+    assert predict(LatencyTable.load(saved), recal.references(table, 1)[0]).scale == 1.2
+
+
+def test_validate_hints_at_recalibrating_when_errors_share_a_sign() -> None:
+    from latprof.cli.table_cmds import drift_hint
+
+    table = fake_table()
+
+    def rows(*errors: float | None) -> list[dict]:
+        return [{"error_pct": e} for e in errors]
+
+    hint = drift_hint(table, rows(-9.0, -4.0, -3.5, 1.0, None))
+    assert hint is not None and "under-predicts by 3.5 % (median)" in hint
+    assert "--recalibrate 10" in hint
+    assert drift_hint(table, rows(-9.0, -3.0, 4.0)) is None  # median within 3 %
+    assert drift_hint(table, rows(5.0, 6.0)) is None  # too few to say
+    table.meta["source"] = "models"
+    assert drift_hint(table, rows(5.0, 6.0, 7.0)) is None  # no references to measure

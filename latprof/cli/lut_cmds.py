@@ -407,6 +407,10 @@ def report_lut(path: Path, by: str, fmt: str | None, out: Path | None) -> None:
     from latprof.lut.table import describe
 
     check = describe(table.meta.get("self_check"))
+    if table.meta.get("recalibration"):
+        from latprof.lut.recalibrate import describe as recalibrated
+
+        check += "\n" + recalibrated(table.meta["recalibration"], saved=True)
     if stdout_fmt == "table":
         m = table.meta
         console().print(

@@ -87,8 +87,8 @@ RecalOpt = Annotated[
     int,
     typer.Option(
         "--recalibrate",
-        help="Measure K reference archs of the space now and scale every prediction by their "
-        "median measured/predicted (the machine's speed now vs the table's). 0: off.",
+        help="Measure K reference archs (the build's fit archs) now and scale every "
+        "prediction by their median time now / time at build: the machine's drift. 0: off.",
     ),
 ]
 VWarmupOpt = Annotated[
@@ -337,6 +337,28 @@ def _summaries(table: Any, rows: list[dict[str, Any]], recalibrate: int) -> None
             f"{m.get('batch')}, {m.get('threads')} threads)"
         )
         console().print(msg) if sys.stdout.isatty() else typer.echo(msg, err=True)
+    hint = drift_hint(table, rows) if not recalibrate else None
+    if hint:
+        warn(hint)
+
+
+def drift_hint(table: Any, rows: list[dict[str, Any]]) -> str | None:
+    """A hint to recalibrate when a space table's signed errors have a median beyond
+    DRIFT_HINT_PCT (most of them share one sign)."""
+    errors = sorted(r["error_pct"] for r in rows if r["error_pct"] is not None)
+    if table.meta.get("source") != "space" or len(errors) < 3:
+        return None
+    mid = errors[len(errors) // 2]
+    if abs(mid) <= DRIFT_HINT_PCT:
+        return None
+    how = "over" if mid > 0 else "under"
+    return (
+        f"the table {how}-predicts by {abs(mid):.1f} % (median): this machine may run at "
+        "another speed than when the table was measured; --recalibrate 10 measures that"
+    )
+
+
+DRIFT_HINT_PCT = 3.0
 
 
 @command("compare")

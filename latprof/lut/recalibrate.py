@@ -95,12 +95,13 @@ def from_rows(rows: list[dict[str, Any]], before: dict[str, float] | None = None
     }
 
 
-def describe(r: dict[str, Any]) -> str:
+def describe(r: dict[str, Any], saved: bool = False) -> str:
     """One line: the factor and what it means."""
     f = float(r["factor"])
     how = "slower" if f >= 1 else "faster"
+    vs = "at build" if r.get("against") == "measured at build" else "the table predicts"
     return (
-        f"recalibrated on {r['k']} reference architectures (seed {r['seed']}) measured now: "
-        f"predictions ×{f:.3f} (these networks run {abs(f - 1) * 100:.1f} % {how} than "
-        "the table's sums say)"
+        f"recalibrated on {r['k']} reference architectures (seed {r['seed']}) measured "
+        f"{'at ' + str(r.get('at')) if saved else 'now'}: "
+        f"predictions ×{f:.3f} (they ran {abs(f - 1) * 100:.1f} % {how} than {vs})"
     )

@@ -14,6 +14,7 @@ from torch import nn
 from latprof.config import MeasureSettings
 from latprof.errors import UsageError, is_out_of_memory, out_of_memory
 from latprof.lut.predict import OnMiss, Prediction, predict_arch, predict_model
+from latprof.lut.recalibrate import REFERENCE_ARCHS
 from latprof.lut.table import LatencyTable
 from latprof.macs import count_layer_costs
 from latprof.measure import allocator
@@ -236,7 +237,7 @@ def validate(
 
 def recalibrate(
     table: LatencyTable,
-    k: int = 10,
+    k: int = REFERENCE_ARCHS,
     settings: MeasureSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
