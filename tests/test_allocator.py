@@ -53,7 +53,7 @@ def test_profile_leaves_the_allocator_untouched_by_default() -> None:
 @pytest.mark.skipif(not GLIBC, reason="glibc only")
 def test_steady_is_applied_only_on_request_and_recorded() -> None:
     recorded, after = run(PROFILE.format(a="steady")).splitlines()
-    assert recorded == after == "glibc mmap_threshold=33554432 trim_threshold=1073741824"
+    assert recorded == after == "glibc mmap_threshold=33554432 trim_threshold=1073741824 mmap_max=0"
 
 
 def test_opt_out_with_the_environment_variable() -> None:
@@ -84,6 +84,7 @@ def test_child_environment_sets_or_clears_glibc_thresholds(monkeypatch: pytest.M
     assert "MALLOC_MMAP_THRESHOLD_" not in allocator.child_env("system")
     steady = allocator.child_env("steady")
     assert steady["MALLOC_MMAP_THRESHOLD_"] == str(allocator.MMAP_THRESHOLD)
+    assert steady["MALLOC_MMAP_MAX_"] == "0"  # tensors above any threshold stay on the heap
     assert steady["MALLOC_TRIM_THRESHOLD_"] == str(allocator.TRIM_THRESHOLD)
 
 

@@ -1,5 +1,6 @@
-"""Recalibration: one factor, the median measured / predicted over reference archs measured
-now, scales every prediction (predict, validate, expected latency) and never the raw sum."""
+"""Recalibration: one factor, the median of time now / time at build over the build's fit
+archs measured again now (time now / prediction for tables without those times), scales every
+prediction (predict, validate, expected latency) and never the raw sum."""
 
 from __future__ import annotations
 
@@ -13,25 +14,55 @@ from latprof.errors import UsageError
 from latprof.lut import recalibrate as recal
 from latprof.lut.correction import FIT_SEED
 from latprof.lut.table import LatencyTable
-from latprof.lut.validate import recalibrate
+from latprof.lut.validate import recalibrate, recalibration
 from latprof.stats import summarize
 from tests.test_cli_lut import invoke
 from tests.test_reuse import K3_16, arch, fake_table, tiny_space
 
 
-def test_factor_is_the_median_ratio_of_the_predictable_references() -> None:
+def test_without_build_times_the_factor_is_the_median_ratio_to_the_predictions() -> None:
     rows = [
-        {"measured_us": 110.0, "predicted_us": 100.0},
-        {"measured_us": 300.0, "predicted_us": 200.0},
-        {"measured_us": 95.0, "predicted_us": 100.0},
-        {"measured_us": 50.0, "predicted_us": None},  # a miss: not a reference
+        {"arch": "reference-4409-0", "measured_us": 110.0, "predicted_us": 100.0},
+        {"arch": "reference-4409-1", "measured_us": 300.0, "predicted_us": 200.0},
+        {"arch": "reference-4409-2", "measured_us": 95.0, "predicted_us": 100.0},
+        {"arch": "reference-4409-3", "measured_us": 50.0, "predicted_us": None},  # a miss
     ]
-    r = recal.from_rows(rows)
+    r = recal.from_rows(rows, {"threads": 1})
     assert r["factor"] == pytest.approx(1.1)
-    assert r["k"] == 3 and r["seed"] == recal.REFERENCE_SEED == FIT_SEED
+    assert r["k"] == 3 and r["seed"] == recal.DEFAULT_SEED == FIT_SEED
+    assert r["against"] == recal.PREDICTED and r["threads"] == 1
     assert sorted(r["ratios"]) == pytest.approx([0.95, 1.1, 1.5])
     with pytest.raises(UsageError, match="no reference"):
-        recal.from_rows([{"measured_us": 1.0, "predicted_us": None}])
+        recal.from_rows([{"measured_us": 1.0, "predicted_us": None}], {})
+
+
+def fit_meta(times: dict[int, float], seed: int = 4409) -> dict:
+    archs = [{"arch": f"sample-{seed}-{i}", "measured_us": t} for i, t in times.items()]
+    return {"correction": {"seed": seed, "archs": archs}}
+
+
+def test_against_build_times_only_the_same_archs_count() -> None:
+    rows = [
+        {"arch": "reference-4409-0", "measured_us": 220.0, "predicted_us": 100.0},
+        {"arch": "reference-4409-1", "measured_us": 330.0, "predicted_us": 400.0},
+        {"arch": "reference-4409-2", "measured_us": 90.0, "predicted_us": 100.0},
+    ]
+    r = recal.from_rows(rows, fit_meta({0: 200.0, 1: 300.0, 2: 0.0}))
+    # ratios 1.1 and 1.1; the third has no time at build and is not mixed in
+    assert r["factor"] == pytest.approx(1.1) and r["k"] == 2
+    assert r["against"] == recal.AT_BUILD
+
+
+def test_references_are_the_fit_archs_of_the_tables_own_seed(tiny_lut: Path) -> None:
+    table = LatencyTable.load(tiny_lut)
+    table.meta.update(fit_meta({0: 1.0, 1: 1.0, 2: 1.0}, seed=77))
+    refs = recal.references(table, 10)
+    assert [a.name for a in refs] == ["reference-77-0", "reference-77-1", "reference-77-2"]
+    assert recal.plan(table.meta, 10) == (3, recal.AT_BUILD)  # capped at the archs kept
+    assert recal.plan({}, 10) == (10, recal.PREDICTED)
+    recal.check_seed(table.meta, 4409, 5)  # not this table's references
+    with pytest.raises(UsageError, match="--seed 77 draws"):
+        recal.check_seed(table.meta, 77, 5)
 
 
 def test_a_recalibrated_table_scales_the_prediction_not_the_raw_sum() -> None:
@@ -47,13 +78,15 @@ def test_a_recalibrated_table_scales_the_prediction_not_the_raw_sum() -> None:
     assert pred.scale == 1.25 and plain.scale == 1.0
 
 
-def test_expected_latency_is_scaled_and_its_gradient_too() -> None:
+def test_expected_latency_is_scaled_its_gradient_too_and_follows_a_later_factor() -> None:
     base = latency_model(fake_table(), tiny_space())
     alpha0, alpha1 = base.init_alpha(), base.init_alpha()
     e0 = expected_latency(fake_table(), alpha0, space=tiny_space())
     table = fake_table()
+    before = expected_latency(table, base.init_alpha(), space=tiny_space())  # caches the model
     table.meta["recalibration"] = {"factor": 0.8}
     e1 = expected_latency(table, alpha1, space=tiny_space())
+    assert before.item() == pytest.approx(e0.item())
     assert e1.item() == pytest.approx(0.8 * e0.item())
     e0.backward()
     e1.backward()
@@ -77,6 +110,14 @@ def fake_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return seen
 
 
+def factor_vs_build(table: LatencyTable, refs: list, measured: list[float]) -> float:
+    """The median of time now / time at build (the fit's) over the references."""
+    then = recal.baseline(table.meta)
+    assert set(then) >= {a.name for a in refs}  # the tiny table's fit measured them all
+    ratios = sorted(m / then[a.name] for a, m in zip(refs, measured, strict=True))
+    return ratios[len(ratios) // 2]
+
+
 def test_validate_scales_its_targets_by_references_measured_in_the_same_rounds(
     tiny_lut: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -85,21 +126,22 @@ def test_validate_scales_its_targets_by_references_measured_in_the_same_rounds(
 
     seen = fake_passes(monkeypatch)
     table = LatencyTable.load(tiny_lut)
+    table.meta["recalibration"] = {"factor": 2.0}  # a saved factor is replaced, not compounded
     targets = val.sampled_targets(table, 2, 1)
     refs = recal.references(table, 3)
     settings = MeasureSettings(warmup=0, trials=5)
     plain = val.validate(table, list(targets), settings)
-    rows = val.validate(table, list(targets), settings, reference=3)
+    rows, info = val.measure(table, list(targets), settings, reference=3)
     assert seen == [2, 5]  # the references ran with the targets, not apart
     assert [r["arch"] for r in rows] == [t.name for t in targets]  # no reference row
-    measured = [300.0, 400.0, 500.0]  # the references were networks 3-5
-    factor = expected_factor(table, refs, measured)
+    factor = factor_vs_build(table, refs, [300.0, 400.0, 500.0])  # networks 3-5
+    assert info is not None and info["factor"] == pytest.approx(factor) and info["k"] == 3
     for r, p in zip(rows, plain, strict=True):
-        assert r["scale"] == pytest.approx(factor) and p["scale"] == 1.0
-        assert r["predicted_us"] == pytest.approx(factor * p["predicted_us"])
+        assert p["scale"] == 2.0 and r["scale"] == pytest.approx(factor)
+        assert r["predicted_us"] == pytest.approx(factor / 2.0 * p["predicted_us"])
         assert r["sum_us"] == p["sum_us"]
         assert r["measured_us"] == p["measured_us"]
-    assert "recalibration" not in table.meta  # validate does not change the table
+    assert table.meta["recalibration"] == {"factor": 2.0}  # validate does not change the table
 
 
 def test_recalibrate_stores_the_factor_and_predictions_follow(
@@ -110,23 +152,61 @@ def test_recalibrate_stores_the_factor_and_predictions_follow(
     refs = recal.references(table, 3)
     before = [predict(table, a).total_us for a in refs]
     r = recalibrate(table, 3)
-    expected = expected_factor(table, refs, [100.0, 200.0, 300.0])
-    assert r["factor"] == pytest.approx(expected)
+    expected = factor_vs_build(table, refs, [100.0, 200.0, 300.0])
+    assert r["factor"] == pytest.approx(expected) and r["against"] == recal.AT_BUILD
     assert table.meta["recalibration"] is r
     assert predict(table, refs[0]).total_us == pytest.approx(expected * before[0])
-    again = recalibrate(table, 3)  # measured against the unscaled predictions
-    assert again["factor"] == pytest.approx(expected)
     assert all(a.name.startswith("reference-4409-") for a in refs)
 
 
-def expected_factor(table: LatencyTable, refs: list, measured: list[float]) -> float:
-    """The median of time now / time at build (the fit's), else / the prediction."""
-    then = {
-        a["arch"].replace("sample-", "reference-"): a["measured_us"]
-        for a in table.meta["correction"]["archs"]
+def test_without_build_times_a_saved_factor_does_not_enter_the_next_one(
+    tiny_lut: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_passes(monkeypatch)
+    table = LatencyTable.load(tiny_lut)
+    del table.meta["correction"]["archs"]  # a table built before latprof kept them
+    refs = recal.references(table, 3)
+    unscaled = [predict(table, a).total_us for a in refs]
+    table.meta["recalibration"] = {"factor": 2.0}
+    r = recalibrate(table, 3)
+    ratios = sorted(100.0 * (i + 1) / p for i, p in enumerate(unscaled))
+    assert r["factor"] == pytest.approx(ratios[1]) and r["against"] == recal.PREDICTED
+    assert recalibrate(table, 3)["factor"] == pytest.approx(ratios[1])
+
+
+def test_recalibration_refuses_another_thread_count(
+    tiny_lut: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_passes(monkeypatch)
+    table = LatencyTable.load(tiny_lut)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 7)
+    with pytest.raises(UsageError, match=r"measured with 1 threads.*set_num_threads\(1\)"):
+        recalibration(table, 3)
+    assert recalibration(table, 3, allow_mismatch=True)["k"] == 3
+
+
+def test_a_refit_drops_a_saved_recalibration_and_keeps_the_fit_archs_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from latprof.lut import correction, fresh
+
+    rows = [
+        {"arch": f"sample-4409-{i}", "sum_us": s, "blocks": 3, "measured_us": m}
+        for i, (s, m) in enumerate([(100.0, 110.0), (200.0, 215.0), (300.0, 320.0), (50.0, 60.0)])
+    ]
+    rows.append({"arch": "sample-4409-4", "sum_us": None, "blocks": 3, "measured_us": 70.0})
+    monkeypatch.setattr(fresh, "rows", lambda *a, **k: rows)
+    table = fake_table()
+    table.meta["recalibration"] = {"factor": 1.3}
+    correction.fit_table(table, 5)
+    assert "recalibration" not in table.meta
+    assert recal.baseline(table.meta) == {
+        "reference-4409-0": 110.0,
+        "reference-4409-1": 215.0,
+        "reference-4409-2": 320.0,
+        "reference-4409-3": 60.0,
+        "reference-4409-4": 70.0,  # a time at build, though the table missed an entry
     }
-    assert set(then) >= {a.name for a in refs}  # the tiny table's fit measured them all
-    return sorted(m / then[a.name] for a, m in zip(refs, measured, strict=True))[1]
 
 
 def test_references_refuse_layer_tables_and_zero() -> None:
@@ -161,13 +241,33 @@ def test_cli_validate_and_predict_report_the_factor(
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert "recalibrated on 3 reference architectures (seed 4409) measured now" in result.stderr
-    assert ",scale," in result.stdout.splitlines()[0] + ","
-    spec = arch_file(tiny_lut)
-    result = invoke("predict", spec, "--lut", str(tiny_lut), "--recalibrate", "3", *fast)
+    assert "scale" in result.stdout.splitlines()[0].split(",")
+    result = invoke(
+        "predict", arch_file(tiny_lut), "--lut", str(tiny_lut), "--recalibrate", "3", *fast
+    )
     assert result.exit_code == 0, result.stderr
     assert "recalibrated on 3 reference architectures" in result.stderr
     assert "recalibrated):" in result.stderr
-    assert "recalibration" not in LatencyTable.load(tiny_lut).meta  # the file is untouched
+
+
+def test_cli_predict_measuring_misses_keeps_the_files_own_recalibration(
+    tiny_lut: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_passes(monkeypatch)
+    spec = arch_file(tiny_lut)
+    table = LatencyTable.load(tiny_lut)
+    key = next(b.key for b in predict(table, spec).blocks if b.source == "measured")
+    del table.rows[key]
+    saved = {"factor": 1.5, "k": 4, "seed": 4409, "against": recal.AT_BUILD, "at": "T0"}
+    table.meta["recalibration"] = saved
+    path = tmp_path / "missing.parquet"
+    table.save(path)
+    args = ["predict", spec, "--lut", str(path), "--measure-misses", "--recalibrate", "3"]
+    result = invoke(*args, "--threads", "1", "--format", "csv")
+    assert result.exit_code == 0, result.stderr
+    assert "added the entries measured now" in result.stderr
+    again = LatencyTable.load(path)
+    assert key in again.rows and again.meta["recalibration"] == saved
 
 
 def arch_file(tiny_lut: Path) -> str:
@@ -180,53 +280,23 @@ def arch_file(tiny_lut: Path) -> str:
     return str(path)
 
 
-def test_against_the_build_times_the_factor_is_the_drift_of_the_same_archs() -> None:
-    rows = [
-        {"arch": "reference-4409-0", "measured_us": 220.0, "predicted_us": 100.0},
-        {"arch": "reference-4409-1", "measured_us": 330.0, "predicted_us": 400.0},
-        {"arch": "reference-4409-2", "measured_us": 90.0, "predicted_us": 100.0},
-    ]
-    before = {"reference-4409-0": 200.0, "reference-4409-1": 300.0}
-    r = recal.from_rows(rows, before)
-    # ratios 1.1, 1.1 (vs build) and 0.9 (vs the prediction: no time before)
-    assert r["factor"] == pytest.approx(1.1)
-    assert r["against"] == "measured at build and predicted"
-    assert recal.from_rows(rows[:2], before)["against"] == "measured at build"
-
-
-def test_the_fit_keeps_its_archs_times_as_the_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
-    from latprof.lut import correction, fresh
-
-    rows = [
-        {"arch": f"sample-4409-{i}", "sum_us": s, "blocks": 3, "measured_us": m}
-        for i, (s, m) in enumerate([(100.0, 110.0), (200.0, 215.0), (300.0, 320.0), (50.0, 60.0)])
-    ]
-    monkeypatch.setattr(fresh, "rows", lambda *a, **k: rows)
-    table = fake_table()
-    correction.fit_table(table, 4)
-    assert recal.baseline(table.meta) == {
-        "reference-4409-0": 110.0,
-        "reference-4409-1": 215.0,
-        "reference-4409-2": 320.0,
-        "reference-4409-3": 60.0,
-    }
-    table.meta["correction"]["seed"] = 1  # another seed's archs are not the references
-    assert recal.baseline(table.meta) == {}
-
-
 def test_describe_says_against_what_and_when() -> None:
-    r = {"factor": 1.113, "k": 10, "seed": 4409, "against": "measured at build", "at": "T0"}
+    r = {"factor": 1.113, "k": 10, "seed": 4409, "against": recal.AT_BUILD, "at": "T0"}
     line = recal.describe(r)
     assert "measured now: predictions ×1.113 (they ran 11.3 % slower than at build)" in line
     assert "measured at T0:" in recal.describe(r, saved=True)
-    fallback = recal.describe({"factor": 0.95, "k": 3, "seed": 4409, "against": "predicted"})
+    fallback = recal.describe({"factor": 0.95, "k": 3, "against": recal.PREDICTED})
     assert "×0.950 (they ran 5.0 % faster than the table predicts)" in fallback
+    assert "recalibrated on ? reference architectures" in recal.describe({"factor": 1.0})
 
 
-def test_report_shows_a_saved_recalibration(tiny_lut: Path, tmp_path: Path) -> None:
+def test_report_and_validate_show_a_saved_recalibration(
+    tiny_lut: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_passes(monkeypatch)
     table = LatencyTable.load(tiny_lut)
     table.meta["recalibration"] = {
-        "factor": 1.2, "k": 4, "seed": 4409, "against": "measured at build", "at": "T1",
+        "factor": 1.2, "k": 4, "seed": 4409, "against": recal.AT_BUILD, "at": "T1",
     }  # fmt: skip
     saved = tmp_path / "recalibrated.parquet"
     table.save(saved)
@@ -234,6 +304,9 @@ def test_report_shows_a_saved_recalibration(tiny_lut: Path, tmp_path: Path) -> N
     assert result.exit_code == 0, result.stderr
     assert "recalibrated on 4 reference architectures (seed 4409) measured at T1" in result.stderr
     assert predict(LatencyTable.load(saved), recal.references(table, 1)[0]).scale == 1.2
+    result = invoke("validate", "--lut", str(saved), "--samples", "2", "--seed", "3")
+    assert result.exit_code == 0, result.stderr
+    assert "the table carries a recalibration, applied: recalibrated on 4" in result.stderr
 
 
 def test_validate_hints_at_recalibrating_when_errors_share_a_sign() -> None:
@@ -245,8 +318,9 @@ def test_validate_hints_at_recalibrating_when_errors_share_a_sign() -> None:
         return [{"error_pct": e} for e in errors]
 
     hint = drift_hint(table, rows(-9.0, -4.0, -3.5, 1.0, None))
-    assert hint is not None and "under-predicts by 3.5 % (median)" in hint
+    assert hint is not None and "under-predicts by 3.8 % (median)" in hint
     assert "--recalibrate 10" in hint
+    assert drift_hint(table, rows(-10.0, -10.0, 1.0, 1.0)) is not None  # median −4.5 %
     assert drift_hint(table, rows(-9.0, -3.0, 4.0)) is None  # median within 3 %
     assert drift_hint(table, rows(5.0, 6.0)) is None  # too few to say
     table.meta["source"] = "models"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -87,8 +88,9 @@ RecalOpt = Annotated[
     int,
     typer.Option(
         "--recalibrate",
-        help="Measure K reference archs (the build's fit archs) now and scale every "
-        "prediction by their median time now / time at build: the machine's drift. 0: off.",
+        help="Measure K reference archs (the build's fit archs; at most as many as it kept) "
+        "now and scale every prediction by their median time now / time at build, the "
+        "machine's drift (a table without those times: time now / prediction). 0: off.",
     ),
 ]
 VWarmupOpt = Annotated[
@@ -199,16 +201,19 @@ def predict_cmd(
     set_threads(int(threads or table.meta.get("threads") or 1))
     if recalibrate < 0:
         raise UsageError(f"--recalibrate must be 0 or more, got {recalibrate}")
+    factor = None
     if recalibrate:
         from latprof.lut.recalibrate import describe
-        from latprof.lut.validate import recalibrate as measure_references
+        from latprof.lut.validate import recalibration
 
-        typer.echo(describe(measure_references(table, recalibrate)), err=True)
+        info = recalibration(table, recalibrate, allow_mismatch=allow_mismatch)
+        typer.echo(describe(info), err=True)
+        factor = info["factor"]
     on_miss = "measure" if measure_misses or exact else "report"
     pred, network = prediction_for(table, target, on_miss, exact)  # type: ignore[arg-type]
+    if factor is not None:
+        pred.scale = factor  # this prediction only: the table (and its file) keep theirs
     if measure_misses and any(b.source == "measured-now" for b in pred.blocks):
-        if recalibrate:
-            table.meta.pop("recalibration", None)  # of this moment, not of the table
         table.save(lut)
         typer.echo(f"latprof: added the entries measured now to {lut}", err=True)
     write_rows(pred.rows(), fmt, out, f"{pred.name} on {lut.name}")
@@ -283,17 +288,17 @@ def validate_cmd(
         raise UsageError(f"--samples must be 0 or more, got {samples}")
     if recalibrate < 0:
         raise UsageError(f"--recalibrate must be 0 or more, got {recalibrate}")
+    resolve_formats(fmt, out)  # a bad -o fails before any measuring
+    table = _load_table(lut, threads, allow_mismatch)
     if recalibrate:
         from latprof.lut.recalibrate import check_seed
 
-        check_seed(seed, samples)
-    resolve_formats(fmt, out)  # a bad -o fails before any measuring
-    table = _load_table(lut, threads, allow_mismatch)
+        check_seed(table.meta, seed, samples)
     chosen = [*(targets or []), *val.sampled_targets(table, samples, seed)]
     settings = MeasureSettings.of_table(table.meta, warmup, trials)
     view = ProgressView(f"validating {lut.name}", delay_s=0.0)
     try:
-        rows = val.validate(
+        rows, info = val.measure(
             table, chosen or val.default_targets(table), settings,
             "measure" if exact else "report",
             progress=lambda d, t: view("trials, round-robin", d, t), exact=exact,
@@ -305,7 +310,7 @@ def validate_cmd(
         table.save(lut)
         typer.echo(f"latprof: exact widths measured and added to {lut}", err=True)
     write_rows(rows, fmt, out, f"LUT prediction vs measured, {lut.name}")
-    _summaries(table, rows, recalibrate)
+    _summaries(table, rows, info)
     missing = [r["arch"] for r in rows if r["misses"]]
     if missing:
         fail(
@@ -314,17 +319,16 @@ def validate_cmd(
         )
 
 
-def _summaries(table: Any, rows: list[dict[str, Any]], recalibrate: int) -> None:
+def _summaries(table: Any, rows: list[dict[str, Any]], info: dict[str, Any] | None) -> None:
     """validate's summary lines: the recalibration, then one line per population."""
     from latprof.lut import validate as val
+    from latprof.lut.recalibrate import describe
 
-    if recalibrate and rows:
-        from latprof.lut import recalibrate as recal
-
-        before = "measured at build" if recal.baseline(table.meta) else "predicted"
-        info = {"factor": rows[0]["scale"], "k": recalibrate, "seed": recal.REFERENCE_SEED}
-        info["against"] = before
-        typer.echo(recal.describe(info), err=True)
+    if info:
+        typer.echo(describe(info), err=True)
+    elif table.meta.get("recalibration"):
+        saved = describe(table.meta["recalibration"], saved=True)
+        typer.echo(f"latprof: the table carries a recalibration, applied: {saved}", err=True)
     m = table.meta
     for population, s in val.summaries(rows).items():
         if not s:
@@ -337,7 +341,7 @@ def _summaries(table: Any, rows: list[dict[str, Any]], recalibrate: int) -> None
             f"{m.get('batch')}, {m.get('threads')} threads)"
         )
         console().print(msg) if sys.stdout.isatty() else typer.echo(msg, err=True)
-    hint = drift_hint(table, rows) if not recalibrate else None
+    hint = drift_hint(table, rows) if not info else None
     if hint:
         warn(hint)
 
@@ -345,10 +349,10 @@ def _summaries(table: Any, rows: list[dict[str, Any]], recalibrate: int) -> None
 def drift_hint(table: Any, rows: list[dict[str, Any]]) -> str | None:
     """A hint to recalibrate when a space table's signed errors have a median beyond
     DRIFT_HINT_PCT (most of them share one sign)."""
-    errors = sorted(r["error_pct"] for r in rows if r["error_pct"] is not None)
+    errors = [r["error_pct"] for r in rows if r["error_pct"] is not None]
     if table.meta.get("source") != "space" or len(errors) < 3:
         return None
-    mid = errors[len(errors) // 2]
+    mid = statistics.median(errors)
     if abs(mid) <= DRIFT_HINT_PCT:
         return None
     how = "over" if mid > 0 else "under"

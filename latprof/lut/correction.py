@@ -68,6 +68,7 @@ def fit_table(
     of a later recalibration) and return it. With `path` (the table saved
     there, without a correction) the archs are measured in a fresh process."""
     table.meta.pop("correction", None)  # the fit is of the raw sums
+    table.meta.pop("recalibration", None)  # measured against the correction it replaces
     if path is not None:
         table.save(path)
     rows = fresh.rows(table, k, seed, path=path, progress=progress)
@@ -76,7 +77,9 @@ def fit_table(
         [r["sum_us"] for r in ok], [r["blocks"] for r in ok], [r["measured_us"] for r in ok]
     )
     correction["seed"] = seed
-    correction["archs"] = [{"arch": r["arch"], "measured_us": r["measured_us"]} for r in ok]
+    correction["archs"] = [
+        {"arch": r["arch"], "measured_us": r["measured_us"]} for r in rows if r["measured_us"]
+    ]
     table.meta["correction"] = correction
     return correction
 

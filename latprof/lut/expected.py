@@ -54,7 +54,7 @@ class LatencyModel:
         batch, dtype = int(table.meta["batch"]), str(table.meta["dtype"])
         self.space = space
         self.correction = table.meta.get("correction")
-        self.scale = scale_of(table.meta)
+        self.meta = table.meta  # read at each expected(): a later recalibration applies
         self.choices: dict[str, list[Entry]] = {}
         self.times: dict[str, Tensor] = {}
         self.macs: dict[str, Tensor] = {}
@@ -163,7 +163,7 @@ class LatencyModel:
 
             blocks = sum(keep.values(), torch.zeros((), dtype=torch.float64))
             total = corrected(self.correction, total, blocks)
-        return self.scale * total if of == "time" else total
+        return scale_of(self.meta) * total if of == "time" else total
 
     @staticmethod
     def _check(name: str, logits: Tensor, n: int, what: str) -> None:

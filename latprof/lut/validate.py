@@ -201,17 +201,39 @@ def validate(
     reference: int = 0,
 ) -> list[dict[str, Any]]:
     """One row per target (arch spec, Arch or MODEL spec); all measured round-robin. With
-    `reference` K > 0, K reference archs (lut/recalibrate.py) are measured in the same rounds
-    and every prediction is multiplied by their median measured / predicted (`scale`)."""
-    from latprof.lut import recalibrate
+    `reference` K > 0 the predictions are recalibrated (see `measure`)."""
+    return measure(table, targets, settings, on_miss, progress, exact, reference)[0]
 
-    refs = recalibrate.references(table, reference) if reference else []
-    preds = []
+
+def measure(
+    table: LatencyTable,
+    targets: list[str | archmod.Arch],
+    settings: MeasureSettings,
+    on_miss: OnMiss = "report",
+    progress: Callable[[int, int], None] | None = None,
+    exact: bool = False,
+    reference: int = 0,
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """(validation rows, the recalibration or None). With `reference` K > 0, K reference
+    archs (lut/recalibrate.py) are measured in the same rounds as the targets and every
+    prediction is multiplied by the recalibration's factor (`scale`) instead of any factor
+    the table carries; the table itself is not changed."""
+    from latprof.lut import recalibrate as recal
+
+    refs = recal.references(table, reference) if reference else []
+    preds: list[Prediction] = []
     networks = []
-    for target in [*targets, *refs]:
+    for target in targets:
         pred, network = prediction_for(table, target, on_miss, exact)
         preds.append(pred)
         networks.append(network())
+    ref_preds = []
+    for target in refs:  # never measured into the table, never raising on a miss
+        pred, network = prediction_for(table, target, "report")
+        ref_preds.append(pred)
+        networks.append(network())
+    if refs:
+        recal.check_usable(table.meta, ref_preds)
     try:
         measured = measure_many(networks, settings, progress=progress)
     except (MemoryError, RuntimeError) as exc:
@@ -219,20 +241,43 @@ def validate(
             raise out_of_memory(exc, "measuring the networks") from exc
         raise
     n = len(targets)
+    recalibration = None
     if refs:
-        for p in preds:
+        for p in ref_preds:
             p.scale = 1.0
         ref_rows = [
             row(p.name, p, stats, macs, table.statistic)
-            for p, (stats, macs) in zip(preds[n:], measured[n:], strict=True)
+            for p, (stats, macs) in zip(ref_preds, measured[n:], strict=True)
         ]
-        factor = recalibrate.from_rows(ref_rows, recalibrate.baseline(table.meta))["factor"]
+        recalibration = recal.from_rows(ref_rows, table.meta)
         for p in preds:
-            p.scale = factor
-    return [
+            p.scale = recalibration["factor"]
+    rows = [
         {**row(p.name, p, stats, macs, table.statistic), "population": population_of(t)}
-        for t, p, (stats, macs) in zip(targets, preds[:n], measured[:n], strict=True)
+        for t, p, (stats, macs) in zip(targets, preds, measured[:n], strict=True)
     ]
+    return rows, recalibration
+
+
+def recalibration(
+    table: LatencyTable,
+    k: int = REFERENCE_ARCHS,
+    settings: MeasureSettings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    allow_mismatch: bool = False,
+) -> dict[str, Any]:
+    """Measure k reference archs (lut/recalibrate.py) end to end in this process and return
+    the recalibration, without changing the table. torch must run with the table's thread
+    count (UsageError otherwise, unless `allow_mismatch`: the factor then absorbs it)."""
+    threads = table.meta.get("threads")
+    other = threads and torch.get_num_threads() != int(threads)
+    if other and table.meta.get("device", "cpu") == "cpu" and not allow_mismatch:
+        raise UsageError(
+            f"the table was measured with {threads} threads, torch runs with "
+            f"{torch.get_num_threads()} here: call torch.set_num_threads({threads}) first"
+        )
+    settings = settings or MeasureSettings.of_table(table.meta)
+    return measure(table, [], settings, progress=progress, reference=k)[1] or {}
 
 
 def recalibrate(
@@ -241,17 +286,12 @@ def recalibrate(
     settings: MeasureSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Measure k reference archs (lut/recalibrate.py) end to end in this process, store
-    the factor in `table.meta["recalibration"]` (every prediction of the table is multiplied
-    by it from then on; saved with the table if you save it) and return it."""
-    from latprof.lut import recalibrate as recal
-
-    refs = recal.references(table, k)
-    table.meta.pop("recalibration", None)
-    settings = settings or MeasureSettings.of_table(table.meta)
-    rows = validate(table, list(refs), settings, "report", progress=progress)
-    table.meta["recalibration"] = recal.from_rows(rows, recal.baseline(table.meta))
-    return table.meta["recalibration"]
+    """`recalibration`, stored in `table.meta["recalibration"]`: every later prediction and
+    expected latency of this table object is multiplied by its factor (and it is saved with
+    the table if you save it). Returns it."""
+    result = recalibration(table, k, settings, progress)
+    table.meta["recalibration"] = result
+    return result
 
 
 def population_of(target: str | archmod.Arch) -> str:

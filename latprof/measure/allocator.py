@@ -1,11 +1,16 @@
 """The host allocator condition of a measurement: `system` (the process as the user runs it,
-untouched) or `steady` (glibc's mmap and trim thresholds fixed).
+untouched) or `steady` (glibc's trim threshold fixed high and mmap off).
 
 By default glibc hands tensors above its (dynamic) mmap threshold fresh pages from the kernel
 and returns memory at the top of the heap when more than the trim threshold is free. A forward
 pass then page-faults on some of its activations on every pass, depending on what ran before:
 on zoo:tfnas-a (1 thread, this project's CPU) one 1x83x112x112 block took 10.3-13.5 ms inside
 the network and 2.3-3.2 ms once the thresholds were fixed, and the network 40-53 ms vs 33-35.
+Fixing the mmap threshold is not enough for tensors above 32 MiB (its largest allowed value):
+glibc still maps and unmaps each of them, so at batch 8 mbv2 archs with wide 112x112 blocks
+page-faulted 27,000-50,000 times per pass and ran 40-100 % slower (129-185 ms vs 88-103 ms);
+`steady` therefore also turns mmap off (M_MMAP_MAX = 0): every tensor comes from the heap,
+which the trim threshold keeps.
 
 `latprof profile` measures the `system` condition unless asked (`--allocator steady`); lookup
 tables are built `steady` so that a block measured alone and inside a network run under the
@@ -26,13 +31,16 @@ from latprof.errors import UsageError
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+M_MMAP_MAX = -4
 MMAP_THRESHOLD = 32 * 2**20  # glibc's largest allowed value on 64-bit
 TRIM_THRESHOLD = 2**30
+MMAP_MAX = 0  # no mmap at all: larger tensors than any threshold come from the heap too
 ENV_VAR = "LATPROF_ALLOCATOR"  # "default" leaves the allocator alone, even for tables
 CONDITIONS = ("system", "steady")
 GLIBC_ENV = {
     "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
     "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD),
+    "MALLOC_MMAP_MAX_": str(MMAP_MAX),
 }
 """glibc's environment variables that set the same thresholds as `steady` (in deployment)."""
 DEPLOY_HINT = (
@@ -69,8 +77,9 @@ def check_condition(name: str) -> str:
 
 
 def steady() -> str:
-    """Fix glibc's mmap and trim thresholds (once per process; irreversible); return what was
-    done. Only an explicit request may call this: it changes the whole process."""
+    """Fix glibc's mmap and trim thresholds and turn mmap off (once per process;
+    irreversible); return what was done. Only an explicit request may call this: it
+    changes the whole process."""
     if _state["setting"]:
         return _state["setting"]
     if os.environ.get(ENV_VAR, "").lower() == "default":
@@ -80,11 +89,13 @@ def steady() -> str:
         _state["setting"] = "default (not glibc)"
         return _state["setting"]
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and libc.mallopt(
-        M_TRIM_THRESHOLD, TRIM_THRESHOLD
+    ok = (
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        and libc.mallopt(M_MMAP_MAX, MMAP_MAX)
     )
     _state["setting"] = (
-        f"glibc mmap_threshold={MMAP_THRESHOLD} trim_threshold={TRIM_THRESHOLD}"
+        f"glibc mmap_threshold={MMAP_THRESHOLD} trim_threshold={TRIM_THRESHOLD} mmap_max={MMAP_MAX}"
         if ok
         else "default (mallopt unavailable)"
     )
