@@ -2,10 +2,10 @@
 
 glibc cannot go back to its dynamic thresholds once they are fixed, so the condition the
 profile is not measured under needs a process of its own (`python -m latprof.conditions`),
-started with or without glibc's MALLOC_*_THRESHOLD_ variables. Both conditions run in fresh
-child processes that time plain forward passes in alternating rounds (A B, B A, ...), so
-that drift spreads over both and they differ only by the allocator; each reports its minor
-page faults per pass (getrusage).
+started with or without glibc's MALLOC_* variables (allocator.GLIBC_ENV). Both conditions
+run in fresh child processes that time plain forward passes in alternating rounds (A B,
+B A, ...), so that drift spreads over both and they differ only by the allocator; each
+reports its minor page faults per pass (getrusage).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class Environment:
     flush_denormal: bool
     timestamp: str
     cuda: dict[str, Any] = field(default_factory=dict)
-    allocator: str = "default"  # latprof.measure.allocator: host allocator thresholds
+    allocator: str = "default"  # latprof.measure.allocator: the host allocator setting
     glibc: str | None = None  # glibc's version: the steady allocator needs it
 
     def to_dict(self) -> dict[str, Any]:

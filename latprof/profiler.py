@@ -104,8 +104,8 @@ def profile(
     """Time every leaf layer of `model` on `args`/`kwargs`; the model is left as found.
 
     The process is measured as it is (``config.allocator == "system"``, the default). With
-    ``"steady"`` glibc's mmap/trim thresholds are fixed first: that changes the allocator of
-    the whole process for the rest of its life (glibc cannot undo it)."""
+    ``"steady"`` glibc's trim threshold is fixed and mmap turned off first: that changes the
+    allocator of the whole process for the rest of its life (glibc cannot undo it)."""
     config = config or ProfileConfig()
     kwargs = kwargs or {}
     allocator.apply(config.allocator)

@@ -80,8 +80,9 @@ def test_steady_without_glibc_is_refused(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_child_environment_sets_or_clears_glibc_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1")
-    assert "MALLOC_MMAP_THRESHOLD_" not in allocator.child_env("system")
+    for name in allocator.GLIBC_ENV:
+        monkeypatch.setenv(name, "1")
+    assert not set(allocator.GLIBC_ENV) & set(allocator.child_env("system"))
     steady = allocator.child_env("steady")
     assert steady["MALLOC_MMAP_THRESHOLD_"] == str(allocator.MMAP_THRESHOLD)
     assert steady["MALLOC_MMAP_MAX_"] == "0"  # tensors above any threshold stay on the heap
@@ -101,7 +102,7 @@ def test_notice_says_how_much_faster_steady_is_and_how_to_deploy_it() -> None:
     assert notice is not None and notice.kind == "allocator"
     assert "runs 20 % faster" in notice.message
     assert "steady 2, system 250" in notice.message
-    assert "MALLOC_MMAP_THRESHOLD_=33554432" in notice.hint
+    assert allocator.DEPLOY_HINT in notice.hint and "MALLOC_MMAP_MAX_=0" in notice.hint
     profiled_steady = conditions.notice_of(conditions.check_dict(system, steady, "steady"))
     assert profiled_steady is not None
     assert "this profile used a steady allocator" in profiled_steady.message
@@ -157,7 +158,9 @@ def test_profile_records_both_conditions_and_layer_faults(tmp_path: Path) -> Non
     assert check["profiled"] == "system"
     assert (check["system"]["condition"], check["steady"]["condition"]) == ("system", "steady")
     assert check["system"]["setting"] == "default"
-    assert check["steady"]["setting"].startswith("glibc env MALLOC_MMAP_THRESHOLD_=")
+    assert check["steady"]["setting"] == "glibc env " + " ".join(
+        f"{k}={v}" for k, v in allocator.GLIBC_ENV.items()
+    )
     assert len(check["system"]["samples_us"]) == len(check["steady"]["samples_us"]) >= 12
     assert all(isinstance(r["page_faults"], int) for r in data["layers"])
     csv = CliRunner().invoke(app, ["report", str(out), "--format", "csv"]).stdout
@@ -170,3 +173,46 @@ def test_no_allocator_check_and_cuda_default_skip_the_child() -> None:
     args = ["profile", "zoo:cnn", "--threads", "1", "--warmup", "1", "--trials", "2"]
     result = CliRunner().invoke(app, [*args, "--no-allocator-check", "--format", "json"])
     assert json.loads(result.stdout)["allocator_check"] is None
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc only")
+def test_steady_keeps_tensors_above_32_mib_off_mmap() -> None:
+    """A 40 MiB tensor allocated twice: with mmap on (the thresholds alone) the second one
+    page-faults all over again (fresh pages); with steady's mmap off it reuses the heap."""
+    code = (
+        "import ctypes, resource, torch; from latprof.measure import allocator; {setup}; "
+        "torch.ones(10 * 2**20); f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt; "
+        "torch.ones(10 * 2**20); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f)"
+    )
+    thresholds_only = (
+        "libc = ctypes.CDLL('libc.so.6'); libc.mallopt(-3, 32 * 2**20); libc.mallopt(-1, 2**30)"
+    )
+    faults_mmap = int(run(code.format(setup=thresholds_only)))
+    faults_steady = int(run(code.format(setup="allocator.steady()")))
+    pages = 40 * 2**20 // 4096
+    assert faults_mmap > pages // 2  # every page of the mapped tensor faulted again
+    assert faults_steady < pages // 10
+
+
+def test_a_partial_environment_is_not_reported_as_steady(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in allocator.GLIBC_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setitem(allocator._state, "setting", "")
+    assert allocator.setting().startswith("glibc env ") and allocator.condition() == "steady"
+    monkeypatch.delenv("MALLOC_MMAP_MAX_")  # the old two-variable hint: mmap still on
+    assert allocator.setting().startswith("partial env ") and allocator.condition() == "system"
+    monkeypatch.setenv("MALLOC_MMAP_MAX_", "65536")
+    assert allocator.setting().startswith("partial env ")
+
+
+def test_tables_record_their_allocator_and_older_ones_do_not_mix_with_new() -> None:
+    from latprof.lut.plan import plan_build
+    from latprof.lut.table import OLDER_DEFAULTS, LatencyTable
+
+    plan = plan_build(space="mbv2", width_step=8, warmup=1, trials=2)
+    assert plan.meta["allocator"] == allocator.planned()
+    older = LatencyTable({"kind": "lut"})  # built before tables recorded it: mmap still on
+    diffs = older.differences({"kind": "lut", "allocator": allocator.STEADY_SETTING})
+    assert [d.split(":")[0] for d in diffs] == ["allocator"]
+    assert older.differences({"kind": "lut", "allocator": OLDER_DEFAULTS["allocator"]}) == []

@@ -79,19 +79,22 @@ def test_a_recalibrated_table_scales_the_prediction_not_the_raw_sum() -> None:
 
 
 def test_expected_latency_is_scaled_its_gradient_too_and_follows_a_later_factor() -> None:
-    base = latency_model(fake_table(), tiny_space())
+    space = tiny_space()  # one object: expected_latency caches its model per table and space
+    base = latency_model(fake_table(), space)
     alpha0, alpha1 = base.init_alpha(), base.init_alpha()
-    e0 = expected_latency(fake_table(), alpha0, space=tiny_space())
+    e0 = expected_latency(fake_table(), alpha0, space=space)
     table = fake_table()
-    before = expected_latency(table, base.init_alpha(), space=tiny_space())  # caches the model
+    before = expected_latency(table, base.init_alpha(), space=space)  # caches the model
+    cached = table.__dict__.get("_latency_model")
     table.meta["recalibration"] = {"factor": 0.8}
-    e1 = expected_latency(table, alpha1, space=tiny_space())
+    e1 = expected_latency(table, alpha1, space=space)
+    assert cached is not None and table.__dict__.get("_latency_model") is cached
     assert before.item() == pytest.approx(e0.item())
     assert e1.item() == pytest.approx(0.8 * e0.item())
     e0.backward()
     e1.backward()
     assert torch.allclose(alpha1["body.0"].grad, 0.8 * alpha0["body.0"].grad)
-    raw = latency_model(table, tiny_space()).expected(base.init_alpha(), of="sum")
+    raw = latency_model(table, space).expected(base.init_alpha(), of="sum")
     assert raw.item() == pytest.approx(e0.item())  # the raw sum is never scaled
 
 
@@ -247,7 +250,30 @@ def test_cli_validate_and_predict_report_the_factor(
     )
     assert result.exit_code == 0, result.stderr
     assert "recalibrated on 3 reference architectures" in result.stderr
-    assert "recalibrated):" in result.stderr
+    factor = result.stderr.split("predictions ×")[1].split(" ")[0]
+    assert f"×{factor} recalibrated):" in result.stderr
+
+
+def test_references_that_cannot_be_compared_are_refused_before_measuring(
+    tiny_lut: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from latprof.config import MeasureSettings
+    from latprof.lut import validate as val
+
+    seen = fake_passes(monkeypatch)
+    table = LatencyTable.load(tiny_lut)
+    del table.meta["correction"]["archs"]  # no build times: the predictions must do
+    for key in list(table.rows):  # and no reference can be predicted
+        del table.rows[key]
+    with pytest.raises(UsageError, match="no reference architecture can be predicted"):
+        val.measure(table, [], MeasureSettings(warmup=0, trials=5), reference=3)
+    assert seen == []
+
+
+def test_references_skip_fit_archs_without_a_time_at_build(tiny_lut: Path) -> None:
+    table = LatencyTable.load(tiny_lut)
+    table.meta.update(fit_meta({0: 10.0, 2: 30.0, 3: 40.0}))  # arch 1 had no time
+    assert [a.name for a in recal.references(table, 2)] == ["reference-4409-0", "reference-4409-2"]
 
 
 def test_cli_predict_measuring_misses_keeps_the_files_own_recalibration(

@@ -63,7 +63,7 @@ AllocatorOpt = Annotated[
     typer.Option(
         "--allocator",
         help="Host allocator condition: system (the process as you run it) or steady "
-        "(glibc's mmap/trim thresholds fixed, as lookup tables are built).",
+        "(glibc's trim threshold fixed and mmap off, as lookup tables are built).",
     ),
 ]
 AllocatorCheckOpt = Annotated[

@@ -171,7 +171,7 @@ def estimate_build(
     clock = clock or clock_for(settings.device)
 
     # bring the process to the state a build is in after its first entries: the costliest
-    # entry's tensors raise glibc's mmap threshold, so later passes stop page-faulting
+    # entry's tensors grow the heap to their size, so later passes stop page-faulting
     # (in a fresh process a 112x112 block measured first runs 2-4x slower)
     measure_jobs([jobs[order[-1]]], replace(settings, warmup=1, trials=1), clock)
     start = time.perf_counter()

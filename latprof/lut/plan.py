@@ -15,6 +15,7 @@ from latprof.errors import UsageError
 from latprof.lut import jobs as jobsmod
 from latprof.lut.jobs import Job
 from latprof.lut.table import FORMAT_VERSION, KIND, STATISTICS
+from latprof.measure import allocator
 from latprof.space.builtin import DEFAULT_SPACE
 
 CONTEXTS = ("networks", "alone")
@@ -137,6 +138,7 @@ def plan_build(
         jobs, slots, label = _space_part(space, archs, batch, dtype, width_step, context, meta)
     env = capture(device).to_dict()
     meta.update(
+        allocator=allocator.planned(),  # what the build's measuring sets (steady)
         device=device,
         device_name=env["device_name"],
         torch=env["torch"],

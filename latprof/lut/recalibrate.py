@@ -9,7 +9,8 @@ time the table keeps. Every prediction is multiplied by the median of (time now 
 build) over them: the same archs measured twice, so the factor is the machine's drift and
 none of the table's own error on them. K is capped at the number of those archs. A table
 without them (built before latprof kept them, or with --fit 0) falls back to the first K
-archs of DEFAULT_SEED and time now / prediction, which also carries the table's error.
+archs of the fit's seed (DEFAULT_SEED without a fit) and time now / prediction, which also
+carries the table's error.
 One factor scales every prediction alike: ranking is unchanged, expected latency stays
 differentiable.
 """
@@ -68,19 +69,43 @@ def references(table: LatencyTable, k: int) -> list[Arch]:
             "recalibrating needs a table built from a search space (its references are random "
             "archs of the space); a layer table's models are what it predicts"
         )
-    used, _ = plan(table.meta, k)
+    before = baseline(table.meta)
+    count = k
+    if before:  # the first k fit archs that have a time at build
+        count = 1 + max(int(name.rsplit("-", 1)[1]) for name in before)
     ref = table.meta.get("space_file") or table.meta["space"]
-    archs = archmod.sample_archs(space_of_table(table.meta), used, seed_of(table.meta))
-    return [replace(a, space=ref, name=a.name.replace("sample-", "reference-", 1)) for a in archs]
+    archs = archmod.sample_archs(space_of_table(table.meta), count, seed_of(table.meta))
+    named = [replace(a, space=ref, name=a.name.replace("sample-", "reference-", 1)) for a in archs]
+    return [a for a in named if not before or a.name in before][:k]
 
 
 def check_usable(meta: dict[str, Any], preds: list[Prediction]) -> None:
     """UsageError before measuring when no reference could give a ratio."""
     before = baseline(meta)
-    if not any(p.name in before or not p.misses for p in preds):
+    if not any((p.name in before) if before else not p.misses for p in preds):
         raise UsageError(
             "no reference architecture can be predicted by this table (entries missing) "
             "and it keeps no build-time times to compare with; recalibration needs one"
+        )
+
+
+def warn_allocator(meta: dict[str, Any]) -> None:
+    """A LatprofWarning when the table was measured under another allocator setting than
+    this process measures under: the factor would carry that difference too."""
+    import warnings
+
+    from latprof.errors import LatprofWarning
+    from latprof.lut.table import OLDER_DEFAULTS
+    from latprof.measure import allocator
+
+    then, now = meta.get("allocator") or OLDER_DEFAULTS["allocator"], allocator.planned()
+    if then != now:
+        warnings.warn(
+            f"the table was measured with allocator {then!r}, references are measured with "
+            f"{now!r}: the factor includes that difference; rebuild the table for a factor "
+            "of drift alone",
+            LatprofWarning,
+            stacklevel=3,
         )
 
 

@@ -64,8 +64,12 @@ STATISTICS = {
     "min": "time_us_min",
 }
 """What a lookup returns, by the table's `statistic` (tables without one: median)."""
-OLDER_DEFAULTS = {"context": "alone", "statistic": "median"}
-"""What tables from before in-context measurement (without these fields) did."""
+OLDER_DEFAULTS = {
+    "context": "alone",
+    "statistic": "median",
+    "allocator": "glibc mmap_threshold=33554432 trim_threshold=1073741824",
+}
+"""What older tables (without these fields) did: measured alone, medians, mmap still on."""
 EMPTY_WHEN_ABSENT = ("units",)
 """List fields that older tables (and space tables) lack: absent means empty."""
 # metadata fields that must agree for two tables to be merged or resumed
@@ -87,6 +91,7 @@ COMPATIBLE = (
     "statistic",
     "tf32",
     "cudnn_benchmark",
+    "allocator",
 )
 
 

@@ -234,6 +234,7 @@ def measure(
         networks.append(network())
     if refs:
         recal.check_usable(table.meta, ref_preds)
+        recal.warn_allocator(table.meta)
     try:
         measured = measure_many(networks, settings, progress=progress)
     except (MemoryError, RuntimeError) as exc:

@@ -76,41 +76,55 @@ def check_condition(name: str) -> str:
     return name
 
 
+STEADY_SETTING = (
+    f"glibc mmap_threshold={MMAP_THRESHOLD} trim_threshold={TRIM_THRESHOLD} mmap_max={MMAP_MAX}"
+)
+
+
+def planned() -> str:
+    """What `steady` would record in this process, without changing anything."""
+    if _state["setting"]:
+        return _state["setting"]
+    if os.environ.get(ENV_VAR, "").lower() == "default":
+        return f"default ({ENV_VAR}=default)"
+    if glibc_version() is None:
+        return "default (not glibc)"
+    return STEADY_SETTING
+
+
 def steady() -> str:
     """Fix glibc's mmap and trim thresholds and turn mmap off (once per process;
     irreversible); return what was done. Only an explicit request may call this: it
     changes the whole process."""
     if _state["setting"]:
         return _state["setting"]
-    if os.environ.get(ENV_VAR, "").lower() == "default":
-        _state["setting"] = f"default ({ENV_VAR}=default)"
-        return _state["setting"]
-    if glibc_version() is None:
-        _state["setting"] = "default (not glibc)"
+    if planned().startswith("default"):
+        _state["setting"] = planned()
         return _state["setting"]
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    ok = (
-        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-        and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-        and libc.mallopt(M_MMAP_MAX, MMAP_MAX)
-    )
+    calls = {
+        "mmap_threshold": (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+        "trim_threshold": (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+        "mmap_max": (M_MMAP_MAX, MMAP_MAX),
+    }
+    refused = [name for name, (param, value) in calls.items() if not libc.mallopt(param, value)]
     _state["setting"] = (
-        f"glibc mmap_threshold={MMAP_THRESHOLD} trim_threshold={TRIM_THRESHOLD} mmap_max={MMAP_MAX}"
-        if ok
-        else "default (mallopt unavailable)"
+        STEADY_SETTING if not refused else f"partial (mallopt refused {', '.join(refused)})"
     )
     return _state["setting"]
 
 
 def setting() -> str:
     """What `steady` did in this process ('default' if it was not called); a process started
-    with glibc's MALLOC_*_THRESHOLD_ variables reports them."""
+    with glibc's MALLOC_* variables reports them ('glibc env ...' only when all of steady's
+    are there with steady's values, else 'partial env ...')."""
     if _state["setting"]:
         return _state["setting"]
     fixed = {k: os.environ[k] for k in GLIBC_ENV if k in os.environ}
-    if fixed:
-        return "glibc env " + " ".join(f"{k}={v}" for k, v in fixed.items())
-    return "default"
+    if not fixed:
+        return "default"
+    listed = " ".join(f"{k}={v}" for k, v in fixed.items())
+    return ("glibc env " if fixed == GLIBC_ENV else "partial env ") + listed
 
 
 def condition() -> str:
