@@ -351,3 +351,22 @@ def test_validate_hints_at_recalibrating_when_errors_share_a_sign() -> None:
     assert drift_hint(table, rows(5.0, 6.0)) is None  # too few to say
     table.meta["source"] = "models"
     assert drift_hint(table, rows(5.0, 6.0, 7.0)) is None  # no references to measure
+
+
+def test_a_resumed_build_that_refits_drops_the_saved_factor(tiny_lut: Path, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "resumed.parquet"
+    shutil.copy(tiny_lut, out)
+    table = LatencyTable.load(out)
+    table.meta["recalibration"] = {"factor": 1.7, "k": 3, "seed": 4409}
+    table.save(out)
+    space = Path(__file__).parent / "spaces" / "tiny.toml"
+    args = ["build-lut", "--space", str(space), "--width-step", "4", "--warmup", "1"]
+    args += ["--trials", "3", "--threads", "1", "-o", str(out), "--resume"]
+    kept = invoke(*args, "--fit", "0", "--self-check", "0")
+    assert kept.exit_code == 0, kept.stderr
+    assert LatencyTable.load(out).meta["recalibration"]["factor"] == 1.7  # no refit: kept
+    refit = invoke(*args, "--fit", "3", "--self-check", "0")
+    assert refit.exit_code == 0, refit.stderr
+    assert "recalibration" not in LatencyTable.load(out).meta  # against the old fit: dropped
