@@ -213,8 +213,6 @@ def _check(out: Path, fit: int, self_check: int) -> None:
     from latprof.lut.table import LatencyTable, describe
 
     table = LatencyTable.load(out)
-    if fit and table.meta.pop("recalibration", None) is not None:
-        table.save(out)  # measured against the correction replaced here
     if fit:
         typer.echo(f"latprof: fitting on {fit} random architectures (a fresh process)", err=True)
         c = correction.fit_table(table, fit, path=out)

@@ -51,12 +51,6 @@ def baseline(meta: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def plan(meta: dict[str, Any], k: int) -> tuple[int, str]:
-    """(references that will be used, what they are compared with) for K asked."""
-    before = baseline(meta)
-    return (min(k, len(before)), AT_BUILD) if before else (k, PREDICTED)
-
-
 def references(table: LatencyTable, k: int) -> list[Arch]:
     """The reference archs of a space table (UsageError for a layer table or k < 1)."""
     from latprof.space import arch as archmod

@@ -98,9 +98,10 @@ def steady() -> str:
     changes the whole process."""
     if _state["setting"]:
         return _state["setting"]
-    if planned().startswith("default"):
-        _state["setting"] = planned()
-        return _state["setting"]
+    will = planned()
+    if will.startswith("default"):
+        _state["setting"] = will
+        return will
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     calls = {
         "mmap_threshold": (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
