@@ -280,3 +280,31 @@ def test_units_compared_on_resume_and_merge_absent_means_none() -> None:
     assert older.differences({"kind": "lut", "source": "models", "units": ["Block"]}) == [
         "units: [] != ['Block']"
     ]
+
+
+class Tagged(nn.Module):
+    """Appends its tag to `log` on every forward pass."""
+
+    def __init__(self, tag: str, log: list[str]) -> None:
+        super().__init__()
+        self.tag, self.log = tag, log
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.log.append(self.tag)
+        return x + 0
+
+
+def test_measure_many_schedule_rounds_back_to_back() -> None:
+    """Warm-up of each network, then ROUNDS rounds; in each, every network runs one untimed
+    pass and then its share of the trials back to back (30 trials: 2 per round)."""
+    from latprof.lut import validate as val
+
+    log: list[str] = []
+    nets = [(Tagged(t, log), (torch.ones(1),), {}) for t in "AB"]
+    settings = MeasureSettings(warmup=2, trials=30)
+    results = val.measure_many(nets, settings, FakeClock())
+    assert val.ROUNDS == 15
+    passes = [t for t in log if t in "AB"]
+    assert passes[:4] == ["A", "A", "B", "B"]  # warm-up
+    assert passes[4:] == ["A", "A", "A", "B", "B", "B"] * 15
+    assert [s.n for s, _ in results] == [30, 30]

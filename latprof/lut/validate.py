@@ -25,7 +25,7 @@ from latprof.space import arch as archmod
 from latprof.stats import Stats, summarize
 
 Network = tuple[nn.Module, tuple, dict]
-ROUNDS = 5
+ROUNDS = 15
 
 
 def measure_many(
@@ -39,7 +39,8 @@ def measure_many(
     untimed pass and then its share of the trials back to back (A A A B B B ... A A A ...).
     Back to back, a network runs in its own steady cache state (timing A B C A B C instead
     made each network pay for the others' evicting its weights: +46 % on 30 mbv2 archs);
-    the rounds spread the machine's drift over all of them."""
+    the rounds spread the machine's drift over all of them (15 rounds instead of 5 halved the
+    per-arch spread between two measurements in one process: docs/benchmarks.md)."""
     with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
         allocator.steady()
         clock = clock or clock_for(settings.device)
