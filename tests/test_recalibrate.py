@@ -99,6 +99,15 @@ def test_expected_latency_is_scaled_its_gradient_too_and_follows_a_later_factor(
     assert raw.item() == pytest.approx(e0.item())  # the raw sum is never scaled
 
 
+def test_expected_latency_follows_a_later_refit_of_the_same_table() -> None:
+    space = tiny_space()
+    table = fake_table()
+    alpha = latency_model(table, space).init_alpha()
+    plain = expected_latency(table, alpha, space=space).item()  # caches the model
+    table.meta["correction"] = {"coef": [2.0, 0.0, 5.0]}  # what a refit stores
+    assert expected_latency(table, alpha, space=space).item() == pytest.approx(2.0 * plain + 5.0)
+
+
 def fake_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Network i of each measurement (targets first, then references) takes (i + 1) × 100 µs;
     returns how many networks each measurement ran."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -53,8 +53,7 @@ class LatencyModel:
         step = int(table.meta.get("width_step") or 1)
         batch, dtype = int(table.meta["batch"]), str(table.meta["dtype"])
         self.space = space
-        self.correction = table.meta.get("correction")
-        self.meta = table.meta  # read at each expected(): a later recalibration applies
+        self.meta = table.meta  # read at each expected(): a later refit or recalibration applies
         self.choices: dict[str, list[Entry]] = {}
         self.times: dict[str, Tensor] = {}
         self.macs: dict[str, Tensor] = {}
@@ -89,6 +88,11 @@ class LatencyModel:
                     sum(not s.skippable for s in group),
                 )
             )
+
+    @property
+    def correction(self) -> dict[str, Any] | None:
+        """The table's fitted correction now (a refit of the same table object applies)."""
+        return self.meta.get("correction")
 
     def num_choices(self) -> dict[str, int]:
         """Length each slot's alpha must have."""
