@@ -97,9 +97,9 @@ def test_warmup_passes_are_not_samples() -> None:
     clock = FakeClock()
     model = Net(clock)
     run(model, clock, trials=3, calibrate_bias=False)
-    # probe 1 + warm-up 2x(hooked+plain) + trials 3x(hooked+plain) + page-fault pass 1
-    # + aten MAC pass 1 = 13 forward passes; each forward advances 8.5 µs of work
-    assert clock.now_ns == 13 * 8500
+    # probe 1 + warm-up 2x(2 hooked+plain) + trials 3x(2 hooked+plain) + page-fault pass 1
+    # + aten MAC pass 1 = 18 forward passes; each forward advances 8.5 µs of work
+    assert clock.now_ns == 18 * 8500
 
 
 def test_model_left_as_found_and_training_restored() -> None:
@@ -402,11 +402,13 @@ def test_skewed_end_to_end_exact_statistics() -> None:
 
 def test_one_synchronisation_per_timed_pass() -> None:
     _, clock = skewed_profile()
-    # bias calibration: 3 + 20 passes; nesting calibration: 2 x (3 + 20); warm-up and trials:
-    # one pass with and one without timers each; a finish() (on CUDA a synchronisation) per
-    # pass, never per layer call
-    assert clock.passes == 23 + 2 * 23 + 2 * (WARMUP + 5)
-    assert clock.finishes == clock.passes
+    # bias calibration: 3 + 20 timed passes; nesting calibration: 2 x (3 + 20); warm-up and
+    # trials: one pass with and one without timers each; a finish() (on CUDA a
+    # synchronisation) per timed pass, never per layer call; every pass with timers follows
+    # an untimed one with them, which starts (resets the events) but never synchronises
+    timed = 23 + 2 * 23 + 2 * (WARMUP + 5)
+    assert clock.finishes == timed
+    assert clock.passes == timed + 23 + 2 * 23 + (WARMUP + 5)
 
 
 def test_trials_alternate_with_and_without_timers() -> None:
@@ -429,17 +431,18 @@ def test_trials_alternate_with_and_without_timers() -> None:
     result = run_trials(lambda: leaf(x), [leaf], clock, warmup=1, trials=4)
     timers, plain = "timers", "plain"
     assert seen == [
-        *(timers, plain),  # warm-up
-        *(timers, plain),  # trial 0: A B
-        *(plain, timers),  # trial 1: B A
-        *(timers, plain),
-        *(plain, timers),
+        *(timers, timers, plain),  # warm-up
+        *(timers, timers, plain),  # trial 0: A B (A: an untimed pass with the timers, then A)
+        *(plain, timers, timers),  # trial 1: B A
+        *(timers, timers, plain),
+        *(plain, timers, timers),
     ]
-    # each trial's samples come from its own two passes (the first of each kind is warm-up)
+    # each trial's samples come from its own timed passes (the first of each kind is
+    # warm-up; of each two passes with timers, the first is untimed)
     assert result.e2e_us.tolist() == pytest.approx([2.0, 3.0, 4.0, 5.0])
-    assert result.hooked_us.tolist() == pytest.approx([20.0, 30.0, 40.0, 50.0])
-    assert result.leaf_time_us[:, 0].tolist() == pytest.approx([20.0, 30.0, 40.0, 50.0])
-    assert clock.finishes == clock.passes == 10
+    assert result.hooked_us.tolist() == pytest.approx([40.0, 60.0, 80.0, 100.0])
+    assert result.leaf_time_us[:, 0].tolist() == pytest.approx([40.0, 60.0, 80.0, 100.0])
+    assert clock.finishes == 10 and clock.passes == 15  # an untimed pass starts, never finishes
 
 
 # ------------------------------------------------------------------ notices
