@@ -144,9 +144,9 @@ def call_overhead(name: str, model: Any, x: Any, leaves: list[Any]) -> CallOverh
     """Interleave the variants (one timed pass of each per round) and compare with plain.
 
     plain: no instrumentation; hooks: forward pre+post hooks reading perf_counter_ns;
-    latprof: TreeTimer attached, one untimed pass, then the timed pass; latprof_cold:
-    TreeTimer attached right before the timed pass, as `run_trials` does for every hooked
-    sample. Extra µs per call = median over rounds of (variant - plain of the same round) /
+    latprof: TreeTimer attached, one untimed pass, then the timed pass, as `run_trials` does
+    for every hooked sample (since 2026-11-30); latprof_cold: TreeTimer attached right
+    before the timed pass (what `run_trials` did before). Extra µs per call = median over rounds of (variant - plain of the same round) /
     leaf calls per pass; pairing within a round cancels slow drift of the machine.
     """
     import numpy as np
@@ -272,8 +272,8 @@ def bench_call_overhead() -> dict[str, CallOverhead]:
     print(
         "  (a) no instrumentation; (b) forward pre+post hooks (with_kwargs, always_call) that\n"
         "  append perf_counter_ns to a list; (c) latprof's TreeTimer with CpuClock (shadowed\n"
-        "  forward), after one untimed pass; (d) the same, attached right before the timed\n"
-        "  pass, as run_trials does for every hooked sample. extra/call (µs) = median over\n"
+        "  forward), after one untimed pass, as run_trials does for every hooked sample; (d)\n"
+        "  the same, attached right before the timed pass. extra/call (µs) = median over\n"
         "  rounds of (variant - plain) / calls per pass. noise = IQR of the plain pass / calls."
     )
     return results
@@ -372,7 +372,7 @@ def bench_accounting(overheads: dict[str, CallOverhead]) -> dict[str, Accounting
     )
     rows = []
     for a in results.values():
-        own = overheads[a.model].extra_us["latprof_cold"]
+        own = overheads[a.model].extra_us["latprof"]
         predicted = a.hooked_us - a.calls * calib
         diff_pct = 100 * (predicted - a.e2e_us) / a.e2e_us
         own_pct = 100 * (a.hooked_us - a.calls * own - a.e2e_us) / a.e2e_us
