@@ -146,8 +146,9 @@ def call_overhead(name: str, model: Any, x: Any, leaves: list[Any]) -> CallOverh
     plain: no instrumentation; hooks: forward pre+post hooks reading perf_counter_ns;
     latprof: TreeTimer attached, one untimed pass, then the timed pass, as `run_trials` does
     for every hooked sample (since 2026-11-30); latprof_cold: TreeTimer attached right
-    before the timed pass (what `run_trials` did before). Extra µs per call = median over rounds of (variant - plain of the same round) /
-    leaf calls per pass; pairing within a round cancels slow drift of the machine.
+    before the timed pass (what `run_trials` did before). Extra µs per call = median over
+    rounds of (variant - plain of the same round) / leaf calls per pass; pairing within a
+    round cancels slow drift of the machine.
     """
     import numpy as np
     import torch
