@@ -73,7 +73,7 @@ def run(out_path: str, argv: list[str]) -> None:
     wrap(latprof.profiler, "_run_probe", "shape probe pass (forward hooks)")
     wrap(latprof.profiler, "count_layer_costs", "MAC counting (deep copy + thop pass)")
     wrap(latprof.env, "capture", "environment capture")
-    wrap(latprof.profiler, "calibrate_bias", "bias calibration (64 Identity x 23 passes)")
+    wrap(latprof.profiler, "calibrate_bias", "bias calibration (64 Identity x 46 passes)")
     wrap(latprof.profiler, "run_trials", "warm-up + trials (the timed passes)")
     wrap(latprof.io.export, "profile_text", "render the output (CSV)")
 
@@ -90,7 +90,7 @@ def run(out_path: str, argv: list[str]) -> None:
         "shape probe pass (forward hooks)",
         "MAC counting (deep copy + thop pass)",
         "environment capture",
-        "bias calibration (64 Identity x 23 passes)",
+        "bias calibration (64 Identity x 46 passes)",
         "warm-up + trials (the timed passes)",
     )
     other = "profile() other (leaves, copies, notices, records)"

@@ -53,6 +53,14 @@ class FakeCuda:
     def current_stream(self, device: Any = None) -> FakeStream:
         return FakeStream(self.current if device is None else int(device))
 
+    def synchronize(self, device: Any = None) -> None:
+        """torch.cuda.synchronize: every event recorded on the device so far is done."""
+        self.syncs += 1
+        wanted = self.current if device is None else int(device)
+        for e in self.recorded:
+            if e.stream is not None and e.stream.device == wanted:
+                e.synced = True
+
     def Event(self, enable_timing: bool = False) -> FakeEvent:
         return FakeEvent(self)
 

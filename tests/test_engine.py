@@ -284,19 +284,25 @@ def test_negative_unattributed_from_one_spike_has_a_notice_with_a_hint() -> None
 
 
 class Skewed(nn.Module):
-    """A leaf taking `timed_us[i]` µs of fake time in the i-th timed (hooked) trial pass,
-    `timed_us[0]` in warm-up and `plain_us` in passes without timers."""
+    """A leaf taking `timed_us[i]` µs of fake time in the i-th timed trial pass with timers,
+    `timed_us[0]` in warm-up and in the untimed pass with timers that precedes each timed
+    one, and `plain_us` in passes without timers; `calls` is its calls per pass."""
 
-    def __init__(self, clock: FakeClock, timed_us: list[float], plain_us: float, warmup: int):
+    def __init__(
+        self, clock: FakeClock, timed_us: list[float], plain_us: float, warmup: int, calls: int = 1
+    ) -> None:
         super().__init__()
-        self.clock, self.timed_us, self.plain_us, self.warmup = clock, timed_us, plain_us, warmup
-        self.timed = 0
+        self.clock, self.timed_us, self.plain_us = clock, timed_us, plain_us
+        self.warmup, self.calls = warmup, calls
+        self.hooked = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if "forward" in self.__dict__:  # latprof's timer shadows forward while it times
-            i = self.timed - self.warmup
-            self.timed += 1
-            us = self.timed_us[i % len(self.timed_us)] if i >= 0 else self.timed_us[0]
+            attached = self.hooked // self.calls  # passes with timers so far, untimed included
+            self.hooked += 1
+            i = attached // 2 - self.warmup  # the timed pass of each pair is the second
+            timed = attached % 2 == 1 and i >= 0
+            us = self.timed_us[i % len(self.timed_us)] if timed else self.timed_us[0]
         else:
             us = self.plain_us
         self.clock.advance(round(us * 1000))
@@ -326,7 +332,7 @@ class SkewedNet(nn.Module):
         self.clock = clock
         self.c1 = SkewConv(clock, C1_US, 2.0, WARMUP)
         self.a1 = SkewAct(clock, A1_US, 1.0, WARMUP)
-        self.shared = SkewConv(clock, [2.0], 2.0, 2 * WARMUP)
+        self.shared = SkewConv(clock, [2.0], 2.0, WARMUP, calls=2)
         self.plain = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -407,8 +413,10 @@ def test_one_synchronisation_per_timed_pass() -> None:
     # synchronisation) per timed pass, never per layer call; every pass with timers follows
     # an untimed one with them, which starts (resets the events) but never synchronises
     timed = 23 + 2 * 23 + 2 * (WARMUP + 5)
+    untimed = 23 + 2 * 23 + (WARMUP + 5)
     assert clock.finishes == timed
-    assert clock.passes == timed + 23 + 2 * 23 + (WARMUP + 5)
+    assert clock.passes == timed + untimed
+    assert clock.settles == untimed  # on CUDA: the device is idle before each timed pass
 
 
 def test_trials_alternate_with_and_without_timers() -> None:

@@ -295,16 +295,18 @@ class Tagged(nn.Module):
 
 
 def test_measure_many_schedule_rounds_back_to_back() -> None:
-    """Warm-up of each network, then ROUNDS rounds; in each, every network runs one untimed
-    pass and then its share of the trials back to back (30 trials: 2 per round)."""
+    """Warm-up of each network, then rounds of PER_ROUND timed passes; in each, every network
+    runs one untimed pass and then its share of the trials back to back (30 trials: 15 rounds
+    of 2; 5 trials: 2, 2, 1)."""
     from latprof.lut import validate as val
 
     log: list[str] = []
     nets = [(Tagged(t, log), (torch.ones(1),), {}) for t in "AB"]
     settings = MeasureSettings(warmup=2, trials=30)
     results = val.measure_many(nets, settings, FakeClock())
-    assert val.ROUNDS == 15
-    passes = [t for t in log if t in "AB"]
-    assert passes[:4] == ["A", "A", "B", "B"]  # warm-up
-    assert passes[4:] == ["A", "A", "A", "B", "B", "B"] * 15
+    assert log[:4] == ["A", "A", "B", "B"]  # warm-up
+    assert log[4:] == ["A", "A", "A", "B", "B", "B"] * 15
     assert [s.n for s, _ in results] == [30, 30]
+    log.clear()
+    val.measure_many(nets, MeasureSettings(warmup=1, trials=5), FakeClock())
+    assert log == ["A", "B"] + ["A", "A", "A", "B", "B", "B"] * 2 + ["A", "A", "B", "B"]

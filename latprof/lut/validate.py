@@ -25,7 +25,7 @@ from latprof.space import arch as archmod
 from latprof.stats import Stats, summarize
 
 Network = tuple[nn.Module, tuple, dict]
-ROUNDS = 15
+PER_ROUND = 2  # timed passes of each network per round
 
 
 def measure_many(
@@ -39,8 +39,9 @@ def measure_many(
     untimed pass and then its share of the trials back to back (A A A B B B ... A A A ...).
     Back to back, a network runs in its own steady cache state (timing A B C A B C instead
     made each network pay for the others' evicting its weights: +46 % on 30 mbv2 archs);
-    the rounds spread the machine's drift over all of them (15 rounds instead of 5 halved the
-    per-arch spread between two measurements in one process: docs/benchmarks.md)."""
+    the rounds spread the machine's drift over all of them. Rounds of 2 timed passes (15 for
+    30 trials, instead of 5 rounds of 6) narrowed the per-arch spread between two
+    measurements in one process (16 mbv2 archs, one run each: docs/benchmarks.md)."""
     with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
         allocator.steady()
         clock = clock or clock_for(settings.device)
@@ -62,7 +63,7 @@ def measure_many(
                 )
                 for _ in range(settings.warmup):
                     module(*args, **kwargs)
-            rounds = min(ROUNDS, settings.trials)
+            rounds = -(-settings.trials // PER_ROUND)
             done = 0
             for r in range(rounds):
                 per_round = settings.trials // rounds + (r < settings.trials % rounds)

@@ -1,7 +1,8 @@
 """Clocks: what a hook reads. CPU wall clock, CUDA events, and a fake clock for tests.
 
 A clock hands out opaque marks with `mark()`; durations are only read after `finish()`,
-which on CUDA synchronises once for the whole pass.
+which on CUDA synchronises once for the whole pass. `settle()` waits for queued work outside
+any timed pass (after an untimed one), so a timed pass never starts behind a backlog.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class Clock(Protocol):
 
     def finish(self) -> None: ...
 
+    def settle(self) -> None: ...
+
     def elapsed_us(self, start: Any, end: Any) -> float: ...
 
 
@@ -35,6 +38,9 @@ class CpuClock:
         pass
 
     def finish(self) -> None:
+        pass
+
+    def settle(self) -> None:
         pass
 
     @staticmethod
@@ -95,6 +101,10 @@ class CudaClock:
             gpu_us = self.elapsed_us(self._pool[0], self._pool[self._next - 1])
             self.launch_bound += gpu_us <= host_us
 
+    def settle(self) -> None:
+        """Wait for the device's queued work; neither a pass nor a sample."""
+        self._cuda.synchronize(self.index)
+
     @property
     def launch_bound_share(self) -> float | None:
         """Share of passes in which the GPU waited on the host (None before any pass)."""
@@ -109,8 +119,9 @@ class FakeClock:
     """Deterministic clock for tests: time moves only when told to.
 
     Each `mark()` costs `read_cost_ns` (like a real clock read would); test modules call
-    `advance(ns)` inside their forward to simulate work. `passes` and `finishes` count the
-    calls of `start_pass()` and `finish()` (on CUDA each `finish()` is a synchronisation).
+    `advance(ns)` inside their forward to simulate work. `passes`, `finishes` and `settles`
+    count the calls of `start_pass()`, `finish()` and `settle()` (on CUDA the last two
+    synchronise).
     """
 
     name = "fake"
@@ -120,6 +131,7 @@ class FakeClock:
         self.read_cost_ns = read_cost_ns
         self.passes = 0
         self.finishes = 0
+        self.settles = 0
 
     def start_pass(self) -> None:
         self.passes += 1
@@ -133,6 +145,9 @@ class FakeClock:
 
     def finish(self) -> None:
         self.finishes += 1
+
+    def settle(self) -> None:
+        self.settles += 1
 
     @staticmethod
     def elapsed_us(start: int, end: int) -> float:

@@ -49,6 +49,7 @@ def time_tree(forward: Callable[[], Any], timer: TreeTimer) -> float:
     with timer.attached():
         clock.start_pass()  # the untimed pass's marks reuse the timed pass's (CUDA) events
         forward()
+        clock.settle()  # the timed pass starts on an idle device, as a plain pass does
         timer.reset()
         clock.start_pass()
         start = clock.mark()
@@ -107,7 +108,7 @@ def run_trials(
     progress: Progress | None = None,
     nest_us: float = 0.0,
 ) -> RunResult:
-    """Warm up, then time `trials` timed and untimed passes, interleaved (AB BA AB ...).
+    """Warm up, then time `trials` passes with and without timers, interleaved (AB BA AB ...).
 
     `leaves` may be any modules, nested ones included: each call is credited its self time
     (see `TreeTimer.tree_times`) and its total."""
