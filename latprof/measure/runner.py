@@ -44,7 +44,7 @@ def time_tree(forward: Callable[[], Any], timer: TreeTimer) -> float:
     """One forward pass with every given module timed; total µs (calls stay in `timer`).
 
     The timers are attached, one untimed pass runs, and then the timed one: the first pass
-    after attaching costs more per timed call (0.2-0.6 µs on zoo models; docs/benchmarks.md)."""
+    after attaching costs more per timed call (0.1-0.6 µs on zoo models; docs/benchmarks.md)."""
     clock = timer.clock
     with timer.attached():
         clock.start_pass()  # the untimed pass's marks reuse the timed pass's (CUDA) events
