@@ -4,6 +4,13 @@ For each model, alternating rounds: a plain process (torch, the model, N forward
 nothing else) and `latprof profile MODEL --threads 1 --format json` (default condition =
 system). Reports the ratio latprof/plain (goal 0.97-1.03) and latprof's own steady/system
 ratio from its allocator check, with page faults per pass. Run on a quiet machine.
+
+Each process's minor page faults per timed pass are reported too (the plain process's and
+latprof's own, `e2e_faults_per_pass`): under glibc's dynamic thresholds a model whose
+activations sit near the mmap threshold faults more or less depending on the process's
+allocation history. Where the plain processes' faults vary, the last column compares each
+latprof process with the plain processes' line of latency against faults (least squares),
+i.e. with a plain process of the same page-fault count.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ MODELS = ["zoo:cnn", "zoo:dscnn", str(HERE / "models" / "conv_stack.py")]
 ROUNDS = 6
 PASSES = 40
 PLAIN = """
-import sys, time, statistics, torch
+import resource, sys, time, statistics, torch
 torch.set_num_threads(1)
 from latprof.loading import load_model
 m = load_model(sys.argv[1])
@@ -28,17 +35,19 @@ with torch.inference_mode():
     for _ in range(10):
         mod(*args)
     t = []
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(int(sys.argv[2])):
         s = time.perf_counter_ns(); mod(*args); t.append((time.perf_counter_ns() - s) / 1e3)
-print(statistics.median(t), sorted(t)[len(t) // 10])
+    f = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / len(t)
+print(statistics.median(t), sorted(t)[len(t) // 10], f)
 """
 
 
-def plain(model: str) -> tuple[float, float]:
-    """(median, p10) µs of a plain process's passes."""
+def plain(model: str) -> tuple[float, float, float]:
+    """(median, p10) µs of a plain process's passes and its minor page faults per pass."""
     cmd = [sys.executable, "-c", PLAIN, model, str(PASSES)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
-    return float(out[0]), float(out[1])
+    return float(out[0]), float(out[1]), float(out[2])
 
 
 def latprof(model: str) -> dict:
@@ -56,29 +65,48 @@ def main() -> None:
     print(
         "| model | plain median µs | latprof median µs | latprof/plain median (p10) | "
         "rounds (median) | check's fresh system process/plain | steady/system, allocator "
-        "check | faults/pass system / steady |"
+        "check | faults/pass system / steady | faults/pass plain / latprof (median; per round) | "
+        "latprof/plain at equal faults |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for model in MODELS:
         rows = []
         for r in range(ROUNDS):
             first, second = (plain, latprof) if r % 2 == 0 else (latprof, plain)
             results = {f.__name__: f(model) for f in (first, second)}
-            (pm, p10), d = results["plain"], results["latprof"]
+            (pm, p10, pf), d = results["plain"], results["latprof"]
             e2e = d["summary"]["e2e_us"]
             c = d["allocator_check"]
             rows.append(
                 (pm, e2e["median"], e2e["median"] / pm, e2e["p10"] / p10,
                  c["ratio_steady_to_system"], c["system"]["median_us"] / pm,
-                 c["system"]["faults_per_pass"], c["steady"]["faults_per_pass"])
+                 c["system"]["faults_per_pass"], c["steady"]["faults_per_pass"],
+                 pf, d["e2e_faults_per_pass"])
             )  # fmt: skip
         med = [statistics.median(col) for col in zip(*rows, strict=True)]
         name = Path(model).stem if model.endswith(".py") else model
         per_round = ", ".join(f"{row[2]:.2f}" for row in rows)
+        faults = "; ".join(f"{row[8]:.0f} / {row[9]:.0f}" for row in rows)
         print(
             f"| {name} | {med[0]:,.0f} | {med[1]:,.0f} | {med[2]:.3f} ({med[3]:.3f}) | "
-            f"{per_round} | {med[5]:.3f} | {med[4]:.3f} | {med[6]:.0f} / {med[7]:.0f} |"
+            f"{per_round} | {med[5]:.3f} | {med[4]:.3f} | {med[6]:.0f} / {med[7]:.0f} | "
+            f"{med[8]:.0f} / {med[9]:.0f} ({faults}) | {at_equal_faults(rows)} |"
         )
+
+
+def at_equal_faults(rows: list[tuple[float, ...]]) -> str:
+    """Median over latprof processes of latprof / the plain processes' latency-vs-faults line
+    at that process's faults; '-' when the plain processes' faults hardly vary."""
+    faults = [r[8] for r in rows]
+    if max(faults) - min(faults) < 100:
+        return "-"
+    n = len(rows)
+    mx, my = sum(faults) / n, sum(r[0] for r in rows) / n
+    slope = sum((f - mx) * (r[0] - my) for f, r in zip(faults, rows, strict=True)) / sum(
+        (f - mx) ** 2 for f in faults
+    )
+    ratios = [r[1] / (my + slope * (r[9] - mx)) for r in rows]
+    return f"{statistics.median(ratios):.3f} (line {slope * 1000:.2f} µs per 1,000 faults)"
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ from latprof.stats import summarize
 ROUNDS = 6
 NOISE_FLOOR = 0.03
 """A difference below 3 % of the median (or below the passes' spread) is not reported."""
+HISTORY_FAULTS = 50
+"""Page faults per pass within this (or 20 %) of each other are the same allocation history."""
 
 
 @dataclass(frozen=True)
@@ -211,4 +213,34 @@ def notice_of(check: dict[str, Any]) -> Any:
         message = f"with a steady allocator this model runs {100 * gain:.0f} % faster ({figures})"
     return Notice(
         "allocator", message, f"to run it that way in deployment, set {allocator.DEPLOY_HINT}"
+    )
+
+
+def history_notice(check: dict[str, Any], median_us: float, faults_per_pass: float | None) -> Any:
+    """A notice when this process, profiled under the system allocator, ran the model unlike
+    the check's fresh system process, with another page-fault count: under glibc's dynamic
+    thresholds the latency then depends on the process's allocation history. Else None."""
+    from latprof.records import Notice
+
+    child = check["system"]
+    if check["profiled"] != "system" or faults_per_pass is None or not child["median_us"]:
+        return None
+    spread = max(summarize(child["samples_us"]).iqr / child["median_us"], NOISE_FLOOR)
+    change = median_us / child["median_us"] - 1
+    fault_gap = abs(faults_per_pass - child["faults_per_pass"])
+    if abs(change) <= spread or fault_gap <= max(HISTORY_FAULTS, 0.2 * child["faults_per_pass"]):
+        return None
+    message = (
+        f"this process ran the model {100 * abs(change):.0f} % "
+        f"{'faster' if change < 0 else 'slower'} than a fresh process under the same system "
+        f"allocator ({median_us:,.1f} µs with {faults_per_pass:,.0f} page faults per pass vs "
+        f"{child['median_us']:,.1f} µs with {child['faults_per_pass']:,.0f}): with glibc's "
+        "dynamic thresholds this model's latency depends on what a process allocated before, "
+        "so a deployed process may see either figure"
+    )
+    return Notice(
+        "allocator-history",
+        message,
+        "for one figure that holds in every process, profile with --allocator steady and "
+        f"deploy with {allocator.DEPLOY_HINT}",
     )

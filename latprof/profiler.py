@@ -161,6 +161,7 @@ def profile(
                         bias,
                         progress,
                         nest,
+                        fault_counter,
                     )
                 except Exception as exc:
                     if is_out_of_memory(exc):
@@ -208,6 +209,9 @@ def profile(
         nest_us=nest,
         ops=ops,
         edges=[[names[order[a]], names[order[b]], calls] for (a, b), calls in result.edges.items()],
+        e2e_faults_per_pass=(
+            None if result.e2e_faults is None else result.e2e_faults / max(config.trials, 1)
+        ),
     )
     result_profile.notices.extend(notices_for(result_profile, uncalled=untimed))
     if moved_from and moved_from.startswith("cuda") and moved_from != _indexed(config.device):

@@ -126,6 +126,7 @@ class Profile:
     nest_us: float = 0.0  # per child call: its timer's cost inside its parent, subtracted
     ops: list[dict[str, Any]] | None = None  # --by op: aten ops inside one module
     edges: list[list[Any]] = field(default_factory=list)  # [caller, callee, calls per forward]
+    e2e_faults_per_pass: float | None = None  # minor page faults of the passes without hooks
 
     def _matrix(self, attr: str, records: list[Any] | None = None) -> np.ndarray:
         records = self.layers if records is None else records

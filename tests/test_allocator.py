@@ -121,6 +121,28 @@ def test_notice_when_steady_is_slower_and_none_within_noise() -> None:
     assert conditions.notice_of(spread) is None  # 10 % apart, within the spread
 
 
+def test_history_notice_when_this_process_faults_unlike_a_fresh_one() -> None:
+    system = run_of("system", [1000.0, 1010.0, 990.0, 1000.0], 800.0)
+    check = conditions.check_dict(system, run_of("steady", [850.0] * 4, 0.0), "system")
+    faster = conditions.history_notice(check, 880.0, 0.0)
+    assert faster is not None and faster.kind == "allocator-history"
+    assert "ran the model 12 % faster than a fresh process" in faster.message
+    assert "880.0 µs with 0 page faults per pass vs 1,000.0 µs with 800" in faster.message
+    assert "--allocator steady" in faster.hint and allocator.DEPLOY_HINT in faster.hint
+    slower = conditions.history_notice(check, 1200.0, 1300.0)
+    assert slower is not None and "20 % slower" in slower.message
+    # the same history (faults within 20 %), a difference within the noise, a steady
+    # profile (no history to depend on) or no fault count: no notice
+    assert conditions.history_notice(check, 1200.0, 900.0) is None
+    assert conditions.history_notice(check, 1020.0, 0.0) is None
+    steady_profile = conditions.check_dict(system, run_of("steady", [850.0] * 4, 0.0), "steady")
+    assert conditions.history_notice(steady_profile, 880.0, 0.0) is None
+    assert conditions.history_notice(check, 880.0, None) is None
+    few_faults = run_of("system", [1000.0] * 4, 30.0)
+    few = conditions.check_dict(few_faults, run_of("steady", [900.0] * 4, 0.0), "system")
+    assert conditions.history_notice(few, 880.0, 0.0) is None  # 30 faults apart: below 50
+
+
 def test_fault_probe_counts_faults_inside_each_leaf() -> None:
     ticks = iter(range(0, 1000, 1))
     counts = {"n": 0}

@@ -453,6 +453,50 @@ def test_trials_alternate_with_and_without_timers() -> None:
     assert clock.finishes == 10 and clock.passes == 15  # an untimed pass starts, never finishes
 
 
+def test_page_faults_are_counted_around_the_plain_trials_only() -> None:
+    from latprof.measure.runner import run_trials
+
+    clock = FakeClock()
+    faults = {"n": 0}
+    reads: list[int] = []
+
+    class Faulting(nn.Module):
+        """A plain pass takes 7 faults, a pass with timers 1000: only the 7s may count."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            faults["n"] += 1000 if "forward" in self.__dict__ else 7
+            clock.advance(1000)
+            return x
+
+    def counter() -> int:
+        reads.append(faults["n"])
+        return faults["n"]
+
+    leaf = Faulting()
+    x = torch.zeros(1)
+    result = run_trials(lambda: leaf(x), [leaf], clock, warmup=2, trials=5, faults=counter)
+    assert result.e2e_faults == 5 * 7  # warm-up passes and passes with timers excluded
+    assert len(reads) == 2 * 5  # read before and after each plain trial, never inside it
+    assert run_trials(lambda: leaf(x), [leaf], clock, warmup=0, trials=2).e2e_faults is None
+
+
+def test_profile_reports_page_faults_per_plain_pass() -> None:
+    clock = FakeClock()
+    faults = {"n": 0}
+
+    class Faulting(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            faults["n"] += 3
+            return x
+
+    config = ProfileConfig(warmup=1, trials=4, threads=1, calibrate_bias=False)
+    prof = profile(
+        nn.Sequential(Faulting()), (torch.zeros(1),), config=config, clock=clock,
+        fault_counter=lambda: faults["n"],
+    )  # fmt: skip
+    assert prof.e2e_faults_per_pass == 3.0
+
+
 # ------------------------------------------------------------------ notices
 # Each notice of README/docs/methodology.md "Warnings", from fake samples.
 

@@ -84,6 +84,7 @@ def _meta(p: Profile) -> dict[str, Any]:
         "modules": [_module_dict(m) for m in p.modules],
         "ops": p.ops,
         "edges": p.edges,
+        "e2e_faults_per_pass": p.e2e_faults_per_pass,
     }
 
 
@@ -198,6 +199,7 @@ def _from_parts(meta: dict[str, Any], rows: list[dict[str, Any]], source: str) -
             nest_us=float(meta.get("nest_us", 0.0)),
             ops=meta.get("ops"),
             edges=[list(e) for e in meta.get("edges", [])],
+            e2e_faults_per_pass=meta.get("e2e_faults_per_pass"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise FileFormatError(f"{source} is not a valid latprof profile (missing {exc})") from exc
@@ -209,6 +211,7 @@ def to_json_dict(p: Profile) -> dict[str, Any]:
         **_meta(p),
         "summary": {
             "e2e_us": s.e2e.to_dict(),
+            "e2e_faults_per_pass": p.e2e_faults_per_pass,
             "leaf_sum_us": s.leaf_sum_us,
             "self_sum_us": s.self_sum_us,
             "nest_us": p.nest_us,

@@ -209,7 +209,13 @@ def summary_line(p: Profile) -> Text:
     share = s.unattributed_us / e2e.mean if e2e.mean else float("nan")
     return Text.assemble(
         ("end-to-end ", "bold"),
-        f"{us(e2e.mean)} µs (median {us(e2e.median)}, IQR {us(e2e.iqr)}, n={e2e.n})  ·  ",
+        f"{us(e2e.mean)} µs (median {us(e2e.median)}, IQR {us(e2e.iqr)}, n={e2e.n}"
+        + (
+            f", {p.e2e_faults_per_pass:,.0f} page faults/pass"
+            if p.e2e_faults_per_pass is not None
+            else ""
+        )
+        + ")  ·  ",
         ("leaf sum ", "bold"),
         f"{us(s.leaf_sum_us)} µs  ·  ",
         *((("self times ", "bold"), f"{us(s.self_sum_us)} µs  ·  ") if p.modules else ()),
