@@ -97,9 +97,10 @@ def test_warmup_passes_are_not_samples() -> None:
     clock = FakeClock()
     model = Net(clock)
     run(model, clock, trials=3, calibrate_bias=False)
-    # probe 1 + warm-up 2x(2 hooked+plain) + trials 3x(2 hooked+plain) + page-fault pass 1
-    # + aten MAC pass 1 = 18 forward passes; each forward advances 8.5 µs of work
-    assert clock.now_ns == 18 * 8500
+    # probe 1 + warm-up 2x(2 hooked+plain) + trials 3x(2 hooked+plain) + 5 plain passes
+    # counting page faults + layer page-fault pass 1 + aten MAC pass 1 = 23 forward passes;
+    # each forward advances 8.5 µs of work
+    assert clock.now_ns == 23 * 8500
 
 
 def test_model_left_as_found_and_training_restored() -> None:
@@ -453,40 +454,15 @@ def test_trials_alternate_with_and_without_timers() -> None:
     assert clock.finishes == 10 and clock.passes == 15  # an untimed pass starts, never finishes
 
 
-def test_page_faults_are_counted_around_the_plain_trials_only() -> None:
-    from latprof.measure.runner import run_trials
-
-    clock = FakeClock()
-    faults = {"n": 0}
-    reads: list[int] = []
-
-    class Faulting(nn.Module):
-        """A plain pass takes 7 faults, a pass with timers 1000: only the 7s may count."""
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            faults["n"] += 1000 if "forward" in self.__dict__ else 7
-            clock.advance(1000)
-            return x
-
-    def counter() -> int:
-        reads.append(faults["n"])
-        return faults["n"]
-
-    leaf = Faulting()
-    x = torch.zeros(1)
-    result = run_trials(lambda: leaf(x), [leaf], clock, warmup=2, trials=5, faults=counter)
-    assert result.e2e_faults == 5 * 7  # warm-up passes and passes with timers excluded
-    assert len(reads) == 2 * 5  # read before and after each plain trial, never inside it
-    assert run_trials(lambda: leaf(x), [leaf], clock, warmup=0, trials=2).e2e_faults is None
-
-
 def test_profile_reports_page_faults_per_plain_pass() -> None:
     clock = FakeClock()
     faults = {"n": 0}
 
     class Faulting(nn.Module):
+        """A plain pass takes 3 faults, a pass with timers 1000: only plain ones count."""
+
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            faults["n"] += 3
+            faults["n"] += 1000 if "forward" in self.__dict__ else 3
             return x
 
     config = ProfileConfig(warmup=1, trials=4, threads=1, calibrate_bias=False)
@@ -495,6 +471,22 @@ def test_profile_reports_page_faults_per_plain_pass() -> None:
         fault_counter=lambda: faults["n"],
     )  # fmt: skip
     assert prof.e2e_faults_per_pass == 3.0
+
+
+def test_plain_faults_reads_the_counter_once_before_and_once_after_the_passes() -> None:
+    from latprof.profiler import FAULT_PASSES, plain_faults
+
+    state = {"faults": 0, "reads": 0}
+
+    def counter() -> int:
+        state["reads"] += 1
+        return state["faults"]
+
+    def forward() -> None:
+        state["faults"] += 4
+
+    assert plain_faults(forward, counter) == 4.0
+    assert state == {"faults": 4 * FAULT_PASSES, "reads": 2}
 
 
 # ------------------------------------------------------------------ notices

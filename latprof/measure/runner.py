@@ -28,7 +28,6 @@ class RunResult:
     total_us: np.ndarray  # (trials, modules): per-forward sum of the outermost calls' totals
     edges: dict[tuple[int, int], float] = field(default_factory=dict)  # (caller, callee): calls
     # per forward, mean over trials
-    e2e_faults: int | None = None  # minor page faults of all the passes without hooks together
 
 
 def time_plain(forward: Callable[[], Any], clock: Clock) -> float:
@@ -108,13 +107,11 @@ def run_trials(
     bias_us: float = 0.0,
     progress: Progress | None = None,
     nest_us: float = 0.0,
-    faults: Callable[[], int] | None = None,
 ) -> RunResult:
     """Warm up, then time `trials` passes with and without timers, interleaved (AB BA AB ...).
 
     `leaves` may be any modules, nested ones included: each call is credited its self time
-    (see `TreeTimer.tree_times`) and its total. `faults` (a page-fault counter) is read
-    around each timed pass without hooks, outside its marks."""
+    (see `TreeTimer.tree_times`) and its total."""
     timer = TreeTimer(leaves, clock)
     n = len(leaves)
     total = warmup + trials
@@ -129,20 +126,9 @@ def run_trials(
     calls = np.zeros((trials, n), dtype=np.int64)
     e2e = np.zeros(trials)
     hooked = np.zeros(trials)
-    faulted = 0
-
-    def plain() -> float:
-        nonlocal faulted
-        if faults is None:
-            return time_plain(forward, clock)
-        before = faults()
-        us = time_plain(forward, clock)
-        faulted += faults() - before
-        return us
-
     for t in range(trials):
         if t % 2:
-            e2e[t] = plain()
+            e2e[t] = time_plain(forward, clock)
         hooked[t] = time_tree(forward, timer)
         # read before the next pass: a CUDA clock reuses its events
         for index, own, whole, outermost in timer.tree_times(bias_us, nest_us, edges):
@@ -151,10 +137,8 @@ def run_trials(
                 totals[t, index] += whole
             calls[t, index] += 1
         if not t % 2:
-            e2e[t] = plain()
+            e2e[t] = time_plain(forward, clock)
         if progress:
             progress("trials", warmup + t + 1, total)
     per_pass = {pair: count / trials for pair, count in edges.items()}
-    return RunResult(
-        times, calls, e2e, hooked, totals, per_pass, None if faults is None else faulted
-    )
+    return RunResult(times, calls, e2e, hooked, totals, per_pass)
