@@ -414,6 +414,14 @@ def test_base_loads() -> None:
             "stage 3: layers [min, max] needs 0 <= min <= max and max >= 1, got [2, 1]",
         ),
         (
+            base_with(3, "layers = [1, 2]", "layers = [1, 1000000000]"),
+            "stage 3: layers 1000000000 is more than 1024 per stage; split it",
+        ),
+        (
+            base_with(3, "layers = [1, 2]", "layers = 1025"),
+            "stage 3: layers 1025 is more than 1024 per stage; split it",
+        ),
+        (
             base_with(2, 'ops = ["mbinvres_k3_e2-4"]', 'layers = [0, 1]\nops = ["conv_k3"]'),
             "stage 2: layers [0, 1] lets the whole stage be skipped, which needs stride 1 and "
             "c_in == c_out (got stride 2, 16 -> 32)",

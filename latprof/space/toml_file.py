@@ -197,19 +197,26 @@ def _check_chain(
         )
 
 
+MAX_LAYERS = 1024
+"""Layers per stage: a slot is made for each, so a typo like 10**9 must not run away."""
+
+
 def _layers(value: Any, where: str) -> tuple[int, int]:
     if _is_int(value):
         if value < 1:
             raise SpaceError(f"{where}: layers must be >= 1, got {value}")
-        return (value, value)
-    if isinstance(value, list) and len(value) == 2 and all(_is_int(v) for v in value):
+        lo, hi = value, value
+    elif isinstance(value, list) and len(value) == 2 and all(_is_int(v) for v in value):
         lo, hi = value
         if not 0 <= lo <= hi or hi < 1:
             raise SpaceError(
                 f"{where}: layers [min, max] needs 0 <= min <= max and max >= 1, got {value}"
             )
-        return (lo, hi)
-    raise SpaceError(f"{where}: layers must be an integer or [min, max], got {value!r}")
+    else:
+        raise SpaceError(f"{where}: layers must be an integer or [min, max], got {value!r}")
+    if hi > MAX_LAYERS:
+        raise SpaceError(f"{where}: layers {hi} is more than {MAX_LAYERS} per stage; split it")
+    return (lo, hi)
 
 
 def parse_op(value: Any, where: str = "op", default_se: str = "none") -> Candidate:
