@@ -5,12 +5,14 @@ nothing else) and `latprof profile MODEL --threads 1 --format json` (default con
 system). Reports the ratio latprof/plain (goal 0.97-1.03) and latprof's own steady/system
 ratio from its allocator check, with page faults per pass. Run on a quiet machine.
 
-Each process's minor page faults per timed pass are reported too (the plain process's and
-latprof's own, `e2e_faults_per_pass`): under glibc's dynamic thresholds a model whose
-activations sit near the mmap threshold faults more or less depending on the process's
-allocation history. Where the plain processes' faults vary, the last column compares each
-latprof process with the plain processes' line of latency against faults (least squares),
-i.e. with a plain process of the same page-fault count.
+Each process's minor page faults per pass are reported too (the plain process's over its
+timed passes; latprof's own `e2e_faults_per_pass`, from five plain passes after its timed
+ones): under glibc's dynamic thresholds a model whose activations sit near the mmap threshold
+faults more or less depending on the process's allocation history. Where the plain processes'
+faults vary, the last column compares each latprof process with the plain processes' line of
+latency against faults (least squares), i.e. with a plain process of the same page-fault
+count; a latprof process outside the plain processes' fault range is compared with the line
+extended (marked with a "*" after the figure when any was).
 """
 
 from __future__ import annotations
@@ -106,7 +108,11 @@ def at_equal_faults(rows: list[tuple[float, ...]]) -> str:
         (f - mx) ** 2 for f in faults
     )
     ratios = [r[1] / (my + slope * (r[9] - mx)) for r in rows]
-    return f"{statistics.median(ratios):.3f} (line {slope * 1000:.2f} µs per 1,000 faults)"
+    outside = any(not min(faults) <= r[9] <= max(faults) for r in rows)
+    return (
+        f"{statistics.median(ratios):.3f}{'*' if outside else ''} "
+        f"(line {slope * 1000:.2f} µs per 1,000 faults)"
+    )
 
 
 if __name__ == "__main__":

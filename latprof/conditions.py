@@ -16,17 +16,21 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latprof.errors import ModelRunError
 from latprof.measure import allocator
 from latprof.stats import summarize
 
+if TYPE_CHECKING:
+    from latprof.records import Notice
+
 ROUNDS = 6
 NOISE_FLOOR = 0.03
 """A difference below 3 % of the median (or below the passes' spread) is not reported."""
 HISTORY_FAULTS = 50
-"""Page faults per pass within this (or 20 %) of each other are the same allocation history."""
+"""Page faults per pass within this, or within 20 % of the larger count, of each other are the
+same allocation history."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,7 @@ def measure_both(request: dict[str, Any], config: Any) -> dict[str, Any]:
     return check_dict(system, steady, config.allocator)
 
 
-def notice_of(check: dict[str, Any]) -> Any:
+def notice_of(check: dict[str, Any]) -> Notice | None:
     """A notice when the two conditions differ beyond the noise, else None."""
     from latprof.records import Notice
 
@@ -216,27 +220,36 @@ def notice_of(check: dict[str, Any]) -> Any:
     )
 
 
-def history_notice(check: dict[str, Any], median_us: float, faults_per_pass: float | None) -> Any:
-    """A notice when this process, profiled under the system allocator, ran the model unlike
-    the check's fresh system process, with another page-fault count: under glibc's dynamic
-    thresholds the latency then depends on the process's allocation history. Else None."""
+def history_notice(
+    check: dict[str, Any], own_us: list[float], faults_per_pass: float | None
+) -> Notice | None:
+    """A notice when this process, profiled under the system allocator, ran the model (its
+    plain passes `own_us`) unlike the check's fresh system process, beyond both sides' noise,
+    and with another page-fault count: under glibc's dynamic thresholds the latency then
+    depends on the process's allocation history. Else None."""
     from latprof.records import Notice
 
     child = check["system"]
-    if check["profiled"] != "system" or faults_per_pass is None or not child["median_us"]:
+    if check["profiled"] != "system" or faults_per_pass is None or not own_us:
         return None
-    spread = max(summarize(child["samples_us"]).iqr / child["median_us"], NOISE_FLOOR)
-    change = median_us / child["median_us"] - 1
-    fault_gap = abs(faults_per_pass - child["faults_per_pass"])
-    if abs(change) <= spread or fault_gap <= max(HISTORY_FAULTS, 0.2 * child["faults_per_pass"]):
+    own = summarize(own_us)
+    if not child["median_us"] or not own.median:
+        return None
+    spread = max(
+        summarize(child["samples_us"]).iqr / child["median_us"], own.iqr / own.median, NOISE_FLOOR
+    )
+    change = own.median / child["median_us"] - 1
+    theirs = child["faults_per_pass"]
+    apart = abs(faults_per_pass - theirs) > max(HISTORY_FAULTS, 0.2 * max(faults_per_pass, theirs))
+    if abs(change) <= spread or not apart:
         return None
     message = (
         f"this process ran the model {100 * abs(change):.0f} % "
         f"{'faster' if change < 0 else 'slower'} than a fresh process under the same system "
-        f"allocator ({median_us:,.1f} µs with {faults_per_pass:,.0f} page faults per pass vs "
-        f"{child['median_us']:,.1f} µs with {child['faults_per_pass']:,.0f}): with glibc's "
-        "dynamic thresholds this model's latency depends on what a process allocated before, "
-        "so a deployed process may see either figure"
+        f"allocator ({own.median:,.1f} µs vs {child['median_us']:,.1f} µs median; page faults "
+        f"per pass {faults_per_pass:,.0f} here, {theirs:,.0f} there): with glibc's dynamic "
+        "thresholds this model's latency depends on what a process allocated before, so a "
+        "deployed process may see either figure"
     )
     return Notice(
         "allocator-history",

@@ -124,23 +124,40 @@ def test_notice_when_steady_is_slower_and_none_within_noise() -> None:
 def test_history_notice_when_this_process_faults_unlike_a_fresh_one() -> None:
     system = run_of("system", [1000.0, 1010.0, 990.0, 1000.0], 800.0)
     check = conditions.check_dict(system, run_of("steady", [850.0] * 4, 0.0), "system")
-    faster = conditions.history_notice(check, 880.0, 0.0)
+    faster = conditions.history_notice(check, [880.0, 881.0, 879.0, 880.0], 0.0)
     assert faster is not None and faster.kind == "allocator-history"
     assert "ran the model 12 % faster than a fresh process" in faster.message
-    assert "880.0 µs with 0 page faults per pass vs 1,000.0 µs with 800" in faster.message
+    assert "880.0 µs vs 1,000.0 µs median; page faults per pass 0 here, 800 there" in (
+        faster.message
+    )
     assert "--allocator steady" in faster.hint and allocator.DEPLOY_HINT in faster.hint
-    slower = conditions.history_notice(check, 1200.0, 1300.0)
+    slower = conditions.history_notice(check, [1200.0] * 4, 1300.0)
     assert slower is not None and "20 % slower" in slower.message
-    # the same history (faults within 20 %), a difference within the noise, a steady
-    # profile (no history to depend on) or no fault count: no notice
-    assert conditions.history_notice(check, 1200.0, 900.0) is None
-    assert conditions.history_notice(check, 1020.0, 0.0) is None
+    # the same history (faults within 20 % of the larger count, either way round), a
+    # difference within the noise, a steady profile (no history to depend on), no fault
+    # count or no samples: no notice
+    assert conditions.history_notice(check, [1200.0] * 4, 960.0) is None  # 800 vs 960
+    assert conditions.history_notice(check, [1200.0] * 4, 660.0) is None  # 660 vs 800
+    assert conditions.history_notice(check, [1200.0] * 4, 630.0) is not None  # 21 % apart
+    assert conditions.history_notice(check, [1020.0] * 4, 0.0) is None
     steady_profile = conditions.check_dict(system, run_of("steady", [850.0] * 4, 0.0), "steady")
-    assert conditions.history_notice(steady_profile, 880.0, 0.0) is None
-    assert conditions.history_notice(check, 880.0, None) is None
+    assert conditions.history_notice(steady_profile, [880.0] * 4, 0.0) is None
+    assert conditions.history_notice(check, [880.0] * 4, None) is None
+    assert conditions.history_notice(check, [], 0.0) is None
     few_faults = run_of("system", [1000.0] * 4, 30.0)
     few = conditions.check_dict(few_faults, run_of("steady", [900.0] * 4, 0.0), "system")
-    assert conditions.history_notice(few, 880.0, 0.0) is None  # 30 faults apart: below 50
+    assert conditions.history_notice(few, [880.0] * 4, 0.0) is None  # 30 faults apart: below 50
+
+
+def test_history_notice_stays_quiet_within_either_sides_noise() -> None:
+    steady = run_of("steady", [850.0] * 4, 0.0)
+    noisy_child = run_of("system", [700.0, 1000.0, 1300.0, 1000.0], 800.0)  # IQR 15 %
+    check = conditions.check_dict(noisy_child, steady, "system")
+    assert conditions.history_notice(check, [880.0] * 4, 0.0) is None  # 12 % apart
+    quiet_child = conditions.check_dict(run_of("system", [1000.0] * 4, 800.0), steady, "system")
+    noisy_here = [600.0, 880.0, 1160.0, 880.0]  # IQR 16 % of its median
+    assert conditions.history_notice(quiet_child, noisy_here, 0.0) is None
+    assert conditions.history_notice(quiet_child, [880.0] * 4, 0.0) is not None
 
 
 def test_fault_probe_counts_faults_inside_each_leaf() -> None:

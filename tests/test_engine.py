@@ -457,6 +457,7 @@ def test_trials_alternate_with_and_without_timers() -> None:
 def test_profile_reports_page_faults_per_plain_pass() -> None:
     clock = FakeClock()
     faults = {"n": 0}
+    reads: list[int] = []  # timed passes finished when the counter was read
 
     class Faulting(nn.Module):
         """A plain pass takes 3 faults, a pass with timers 1000: only plain ones count."""
@@ -465,12 +466,17 @@ def test_profile_reports_page_faults_per_plain_pass() -> None:
             faults["n"] += 1000 if "forward" in self.__dict__ else 3
             return x
 
+    def counter() -> int:
+        reads.append(clock.finishes)
+        return faults["n"]
+
     config = ProfileConfig(warmup=1, trials=4, threads=1, calibrate_bias=False)
     prof = profile(
         nn.Sequential(Faulting()), (torch.zeros(1),), config=config, clock=clock,
-        fault_counter=lambda: faults["n"],
+        fault_counter=counter,
     )  # fmt: skip
     assert prof.e2e_faults_per_pass == 3.0
+    assert reads and min(reads) == clock.finishes  # never read before the last timed pass
 
 
 def test_plain_faults_reads_the_counter_once_before_and_once_after_the_passes() -> None:

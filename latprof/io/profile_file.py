@@ -199,10 +199,14 @@ def _from_parts(meta: dict[str, Any], rows: list[dict[str, Any]], source: str) -
             nest_us=float(meta.get("nest_us", 0.0)),
             ops=meta.get("ops"),
             edges=[list(e) for e in meta.get("edges", [])],
-            e2e_faults_per_pass=meta.get("e2e_faults_per_pass"),
+            e2e_faults_per_pass=_float_or_none(meta.get("e2e_faults_per_pass")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise FileFormatError(f"{source} is not a valid latprof profile (missing {exc})") from exc
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def to_json_dict(p: Profile) -> dict[str, Any]:
