@@ -23,6 +23,7 @@ from latprof.cli.app import (
     set_threads,
 )
 from latprof.cli.output import emit_rows, resolve_formats, wrote
+from latprof.config import BUILD_TRIALS
 from latprof.errors import UsageError
 from latprof.space.builtin import DEFAULT_SPACE
 
@@ -151,7 +152,7 @@ def build_lut_cmd(
     dtype: DtypeOpt = "float32",
     threads: ThreadsOpt = None,
     warmup: WarmupOpt = 10,
-    trials: TrialsOpt = 20,
+    trials: TrialsOpt = BUILD_TRIALS,
     width_step: WidthStepOpt = None,
     out: LutOutOpt = None,
     resume: ResumeOpt = False,

@@ -44,9 +44,10 @@ def open_table(
         table = LatencyTable.load(out)
         diffs = table.differences(meta)
         if diffs:
+            options = {**OLDER_DEFAULTS, **dict.fromkeys(("warmup", "trials"))}
             how = {
                 name: table.meta.get(name) or default
-                for name, default in OLDER_DEFAULTS.items()
+                for name, default in options.items()
                 if any(d.startswith(f"{name}:") for d in diffs)
             }
             hint = " ".join(f"--{name} {value}" for name, value in how.items())

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from latprof.config import MeasureSettings, ProfileConfig, parse_device
+from latprof.config import BUILD_TRIALS, MeasureSettings, ProfileConfig, parse_device
 from latprof.errors import UsageError
 from latprof.lut import jobs as jobsmod
 from latprof.lut.jobs import Job
@@ -95,7 +95,7 @@ def plan_build(
     batch: int | None = None,
     dtype: str = "float32",
     warmup: int = 10,
-    trials: int = 20,
+    trials: int = BUILD_TRIALS,
     width_step: int | None = None,
     context: str | None = None,
     statistic: str = "p10",
