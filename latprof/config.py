@@ -62,10 +62,10 @@ class ProfileConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-BUILD_TRIALS = 40
-"""`build-lut`'s timed passes per entry. At 20, an entry's p10 is its second-fastest sample:
-two builds of mbv2 agreed on 50 random archs' sums within 2.7 % (sd); at 40 within 1.6 %
-(docs/benchmarks.md)."""
+BUILD_TRIALS = 20
+"""`build-lut`'s timed passes per entry. 40 was tried (1.6x the build time): one pair of
+40-trial mbv2 builds agreed on 50 random archs' sums within 1.55 % (sd), another within
+3.25 %, against 2.3-2.7 % for pairs of 20-trial builds; no clear gain (docs/benchmarks.md)."""
 
 
 @dataclass(frozen=True)

@@ -103,23 +103,14 @@ def test_resume_refuses_another_environment(tmp_path: Path) -> None:
 
 
 def test_resume_of_a_table_with_other_trials_says_which_to_pass(tmp_path: Path) -> None:
-    """A table built with 20 trials (the default before 40) resumes only with --trials 20."""
+    """A table built with 40 trials resumes only with --trials 40: the error says so."""
     clock = FakeClock()
     out = tmp_path / "t.parquet"
-    build.build(fake_jobs(clock, 4), SETTINGS, out, {**META, "trials": 20}, clock=clock)
-    with pytest.raises(UsageError, match=r"trials: 20 != 40\); to continue it pass --trials 20$"):
+    build.build(fake_jobs(clock, 4), SETTINGS, out, {**META, "trials": 40}, clock=clock)
+    with pytest.raises(UsageError, match=r"trials: 40 != 20\); to continue it pass --trials 40$"):
         build.build(
-            fake_jobs(clock, 4), SETTINGS, out, {**META, "trials": 40}, resume=True, clock=clock
+            fake_jobs(clock, 4), SETTINGS, out, {**META, "trials": 20}, resume=True, clock=clock
         )
-
-
-def test_build_lut_defaults_to_40_trials_per_entry() -> None:
-    from latprof.config import BUILD_TRIALS
-    from latprof.lut.plan import plan_build
-
-    assert BUILD_TRIALS == 40
-    plan = plan_build(space="uboost")
-    assert plan.meta["trials"] == plan.settings.trials == 40
 
 
 def test_shards_partition_and_merge(tmp_path: Path) -> None:
