@@ -187,15 +187,19 @@ def measure_both(request: dict[str, Any], config: Any) -> dict[str, Any]:
     return check_dict(system, steady, config.allocator)
 
 
+def _spread(*runs: tuple[list[float], float]) -> float:
+    """How far two medians must differ to count: the largest of the runs' IQR / median
+    (samples, median), and at least NOISE_FLOOR."""
+    return max([summarize(samples).iqr / median for samples, median in runs] + [NOISE_FLOOR])
+
+
 def notice_of(check: dict[str, Any]) -> Notice | None:
     """A notice when the two conditions differ beyond the noise, else None."""
     from latprof.records import Notice
 
     system, steady = check["system"], check["steady"]
-    spread = max(
-        summarize(system["samples_us"]).iqr / system["median_us"],
-        summarize(steady["samples_us"]).iqr / steady["median_us"],
-        NOISE_FLOOR,
+    spread = _spread(
+        (system["samples_us"], system["median_us"]), (steady["samples_us"], steady["median_us"])
     )
     gain = 1 - steady["median_us"] / system["median_us"]
     if abs(gain) <= spread:
@@ -235,9 +239,7 @@ def history_notice(
     own = summarize(own_us)
     if not child["median_us"] or not own.median:
         return None
-    spread = max(
-        summarize(child["samples_us"]).iqr / child["median_us"], own.iqr / own.median, NOISE_FLOOR
-    )
+    spread = _spread((child["samples_us"], child["median_us"]), (own_us, own.median))
     change = own.median / child["median_us"] - 1
     theirs = child["faults_per_pass"]
     apart = abs(faults_per_pass - theirs) > max(HISTORY_FAULTS, 0.2 * max(faults_per_pass, theirs))
