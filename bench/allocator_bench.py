@@ -102,12 +102,8 @@ def at_equal_faults(rows: list[tuple[float, ...]]) -> str:
     faults = [r[8] for r in rows]
     if max(faults) - min(faults) < 100:
         return "-"
-    n = len(rows)
-    mx, my = sum(faults) / n, sum(r[0] for r in rows) / n
-    slope = sum((f - mx) * (r[0] - my) for f, r in zip(faults, rows, strict=True)) / sum(
-        (f - mx) ** 2 for f in faults
-    )
-    ratios = [r[1] / (my + slope * (r[9] - mx)) for r in rows]
+    slope, intercept = statistics.linear_regression(faults, [r[0] for r in rows])
+    ratios = [r[1] / (intercept + slope * r[9]) for r in rows]
     outside = any(not min(faults) <= r[9] <= max(faults) for r in rows)
     return (
         f"{statistics.median(ratios):.3f}{'*' if outside else ''} "
