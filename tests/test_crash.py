@@ -117,6 +117,8 @@ def kill_when(proc: subprocess.Popen, out: Path, after_rows: int, delay_s: float
         return False
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    if proc.returncode == 0:  # it ended between the poll and the kill: the build ended first
+        return False
     assert proc.returncode == -signal.SIGKILL
     return True
 
