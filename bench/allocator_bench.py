@@ -13,6 +13,9 @@ faults vary, the last column compares each latprof process with the plain proces
 latency against faults (least squares), i.e. with a plain process of the same page-fault
 count; a latprof process outside the plain processes' fault range is compared with the line
 extended (marked with a "*" after the figure when any was).
+
+`allocator_bench.py [MODEL ...]` measures other MODEL specs instead, e.g.
+`torchvision:mobilenet_v2` (issue 11's own table; torchvision is not a dependency).
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def latprof(model: str) -> dict:
     return data
 
 
-def main() -> None:
+def main(models: list[str]) -> None:
     print(
         f"{ROUNDS} alternating rounds (plain process, latprof profile); per round the ratio "
         "latprof/plain of the end-to-end median (and of the p10); the median over rounds"
@@ -71,7 +74,7 @@ def main() -> None:
         "latprof/plain at equal faults |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for model in MODELS:
+    for model in models:
         rows = []
         for r in range(ROUNDS):
             first, second = (plain, latprof) if r % 2 == 0 else (latprof, plain)
@@ -112,4 +115,4 @@ def at_equal_faults(rows: list[tuple[float, ...]]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:] or MODELS)
