@@ -11,18 +11,23 @@
    --leaves-only, alternately: leaf times (ratio of sums, median of per-layer ratios) and MACs.
 
 CPU, 1 thread, batch 1. Run alone: nothing else may use the CPU while it times.
+
+`module_bench.py MODEL ...` runs part 2 only, on other MODEL specs (e.g.
+`torchvision:vit_b_16`, issue 14's own table; torchvision is not a dependency), with the
+`--leaves-only` share beside it.
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 
 import torch
 from torch import nn
 
 TRIALS = 50
-MODELS = ("vit", "swin", "densenet", "dscnn")
+MODELS = ("zoo:vit", "zoo:swin", "zoo:densenet", "zoo:dscnn")
 
 
 class Wrap(nn.Module):
@@ -83,22 +88,31 @@ def aten_total(model: nn.Module, args: tuple) -> tuple[float, float]:
     return ours, fc.get_total_flops() / 2
 
 
-def attribution() -> None:
+def attribution(specs: tuple[str, ...] = MODELS, leaves_only: bool = False) -> None:
     from latprof.loading import load_model
 
     print("\n2. attribution and MACs on transformer / dense / inverted-residual models")
-    print("   model     e2e µs  unattributed  model total/e2e  aten MACs     FlopCounter/2  diff")
-    for name in MODELS:
-        loaded = load_model(f"zoo:{name}")
+    print(
+        "   model     e2e µs  unattributed  model total/e2e  aten MACs     FlopCounter/2  diff"
+        + ("  unattributed --leaves-only" if leaves_only else "")
+    )
+    for spec in specs:
+        loaded = load_model(spec)
         model = loaded.module.eval()
         prof = profile(model, loaded.args)
         s = prof.summary
         root = next(r for r in prof.module_rows(0))
         ours, theirs = aten_total(model, loaded.args)
         diff = (ours - theirs) / theirs if theirs else float("nan")
+        old = ""
+        if leaves_only:
+            leaves = profile(model, loaded.args, scope="leaves").summary
+            old = f"  {leaves.unattributed_us / leaves.e2e.mean:11.1%}"
+        name = spec.split(":")[-1]
         print(
             f"   {name:8s} {s.e2e.mean:7.0f}  {s.unattributed_us / s.e2e.mean:11.1%}  "
             f"{root['time_us'] / s.e2e.mean:15.3f}  {ours:12,.0f}  {theirs:13,.0f}  {diff:+.2%}"
+            + old
         )
         top = sorted(prof.module_rows(), key=lambda r: r["self_us"], reverse=True)
         containers = [r for r in top if r["macs_by"] == "aten" and r["self_us"] > 0][:3]
@@ -139,14 +153,17 @@ def cnn_unchanged() -> None:
         )
 
 
-def main() -> None:
+def main(specs: list[str]) -> None:
     torch.set_num_threads(1)
     start = time.perf_counter()
-    timer_cost()
-    attribution()
-    cnn_unchanged()
+    if specs:
+        attribution(tuple(specs), leaves_only=True)
+    else:
+        timer_cost()
+        attribution()
+        cnn_unchanged()
     print(f"\nmodule_bench: {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
