@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 MODELS = ["zoo:cnn", "zoo:dscnn", str(HERE / "models" / "conv_stack.py")]
-ROUNDS = 6
+ROUNDS = 12
 PASSES = 40
 PLAIN = """
 import resource, sys, time, statistics, torch
@@ -68,7 +68,8 @@ def main(models: list[str]) -> None:
         "latprof/plain of the end-to-end median (and of the p10); the median over rounds"
     )
     print(
-        "| model | plain median µs | latprof median µs | latprof/plain median (p10) | "
+        "| model | plain median µs | latprof median µs | latprof/plain median (p10); ratio of "
+        "the medians over rounds | "
         "rounds (median) | check's fresh system process/plain | steady/system, allocator "
         "check | faults/pass system / steady | faults/pass plain / latprof (median; per round) | "
         "latprof/plain at equal faults |"
@@ -93,7 +94,8 @@ def main(models: list[str]) -> None:
         per_round = ", ".join(f"{row[2]:.2f}" for row in rows)
         faults = "; ".join(f"{row[8]:.0f} / {row[9]:.0f}" for row in rows)
         print(
-            f"| {name} | {med[0]:,.0f} | {med[1]:,.0f} | {med[2]:.3f} ({med[3]:.3f}) | "
+            f"| {name} | {med[0]:,.0f} | {med[1]:,.0f} | {med[2]:.3f} ({med[3]:.3f}); "
+            f"{med[1] / med[0]:.3f} | "
             f"{per_round} | {med[5]:.3f} | {med[4]:.3f} | {med[6]:.0f} / {med[7]:.0f} | "
             f"{med[8]:.0f} / {med[9]:.0f} ({faults}) | {at_equal_faults(rows)} |"
         )
