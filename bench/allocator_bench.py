@@ -62,7 +62,7 @@ def latprof(model: str) -> dict:
     return data
 
 
-def main(models: list[str]) -> None:
+def main(models: list[str] | None = None) -> None:
     print(
         f"{ROUNDS} alternating rounds (plain process, latprof profile); per round the ratio "
         "latprof/plain of the end-to-end median (and of the p10); the median over rounds"
@@ -75,7 +75,7 @@ def main(models: list[str]) -> None:
         "latprof/plain at equal faults |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for model in models:
+    for model in models or MODELS:
         rows = []
         for r in range(ROUNDS):
             first, second = (plain, latprof) if r % 2 == 0 else (latprof, plain)
@@ -117,4 +117,4 @@ def at_equal_faults(rows: list[tuple[float, ...]]) -> str:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or MODELS)
+    main(sys.argv[1:])

@@ -153,7 +153,7 @@ def cnn_unchanged() -> None:
         )
 
 
-def main(specs: list[str]) -> None:
+def main(specs: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     start = time.perf_counter()
     if specs:

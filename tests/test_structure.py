@@ -108,3 +108,18 @@ def test_no_cli_function_is_long() -> None:
             if isinstance(node, ast.FunctionDef):
                 length = node.end_lineno - node.lineno + 1  # type: ignore[operator]
                 assert length <= 62, f"{f.name}:{node.name} has {length} lines"
+
+
+def test_every_bench_main_runs_without_arguments() -> None:
+    """`make bench` (bench/run_all.py) calls each module's main() with no arguments."""
+    bench = ROOT.parent / "bench"
+    mains = {}
+    for path in sorted(bench.glob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef) and node.name == "main":
+                a = node.args
+                required = len(a.posonlyargs) + len(a.args) - len(a.defaults)
+                required += sum(d is None for d in a.kw_defaults)
+                mains[path.name] = required
+    assert {"allocator_bench.py", "module_bench.py", "run_all.py"} <= set(mains)
+    assert {name: n for name, n in mains.items() if n} == {}
