@@ -10,6 +10,8 @@ same rounds (`validate --recalibrate 10`), of the corrected prediction without i
 raw sum of entries; then the random archs measured again (repeatability).
 Goal: median |error| <= 2 %, max <= 5 %, Kendall tau >= 0.95, for each population; at batch
 8 (`accuracy_bench.py SPACES 8`) median <= 3 %, max <= 6 % (the issue's batch-8 goal).
+`accuracy_bench.py SPACES BATCH TRIALS` validates with `--trials TRIALS` (default: the
+table's) for a steadier reference measurement; the tables are built the default way.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ LATPROF = [sys.executable, "-m", "latprof"]
 EVAL_SEED = 20261130
 SAMPLES = 50
 REFERENCES = 10
+VALIDATE_TRIALS: list[str] = []  # ["--trials", "N"] from the command line
 ZOO = {
     "tfnas": [
         f"zoo:tfnas-{n}"
@@ -64,7 +67,7 @@ def verdict(df: pd.DataFrame, pred: str, err: str, batch: int = 1) -> str:
 def evaluate(space: str, lut: Path, label: str, batch: int = 1) -> pd.DataFrame:
     args = ["validate", "--lut", str(lut), *ZOO[space], "--samples", str(SAMPLES), "--seed",
             str(EVAL_SEED), "--threads", "1", "--recalibrate", str(REFERENCES),
-            "--format", "csv"]  # fmt: skip
+            "--format", "csv", *VALIDATE_TRIALS]  # fmt: skip
     df = pd.read_csv(io.StringIO(run(*args).stdout))
     df.to_csv(lut.with_suffix(".validate.csv"), index=False)  # beside the table
     df["unscaled_us"] = df["predicted_us"] / df["scale"]
@@ -87,7 +90,7 @@ def repeatability(lut: Path, first: pd.DataFrame, label: str) -> None:
     """The random archs measured again in another process: how far two measurements of the
     same archs agree, the ceiling of any predictor's score against one of them."""
     args = ["validate", "--lut", str(lut), "--samples", str(SAMPLES), "--seed", str(EVAL_SEED),
-            "--threads", "1", "--format", "csv"]  # fmt: skip
+            "--threads", "1", "--format", "csv", *VALIDATE_TRIALS]  # fmt: skip
     again = pd.read_csv(io.StringIO(run(*args).stdout))
     both = first[first["population"] == "random"].merge(again, on="arch", suffixes=("", "_2"))
     d = 100 * (both["measured_us_2"] / both["measured_us"] - 1)
@@ -111,6 +114,8 @@ def build(space: str, out: Path, *extra: str) -> None:
 def main(spaces: tuple[str, ...] = ("mbv2", "tfnas"), batch: int = 1, builds: int = 2) -> None:
     """Build and evaluate; the tables are kept in $LATPROF_ACCURACY_DIR when it is set."""
     print(__doc__.splitlines()[0])
+    if VALIDATE_TRIALS:
+        print(f"validated with {' '.join(VALIDATE_TRIALS)}")
     with tempfile.TemporaryDirectory() as tmp:
         where = Path(os.environ.get("LATPROF_ACCURACY_DIR") or tmp)
         for space in spaces:
@@ -124,7 +129,9 @@ def main(spaces: tuple[str, ...] = ("mbv2", "tfnas"), batch: int = 1, builds: in
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]  # [SPACES [BATCH]], e.g. mbv2,tfnas 8
+    args = sys.argv[1:]  # [SPACES [BATCH [VALIDATE_TRIALS]]], e.g. mbv2,tfnas 8
+    if len(args) > 2:
+        VALIDATE_TRIALS[:] = ["--trials", args[2]]
     main(
         tuple(args[0].split(",")) if args else ("mbv2", "tfnas"),
         int(args[1]) if len(args) > 1 else 1,
