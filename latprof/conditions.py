@@ -5,12 +5,16 @@ profile is not measured under needs a process of its own (`python -m latprof.con
 started with or without glibc's MALLOC_* variables (allocator.GLIBC_ENV). Both conditions
 run in fresh child processes that time plain forward passes in alternating rounds (A B,
 B A, ...), so that drift spreads over both and they differ only by the allocator; each
-reports its minor page faults per pass (getrusage).
+reports its minor page faults per pass (getrusage). The system condition runs in
+SYSTEM_PROCESSES processes: under glibc's dynamic thresholds two processes running the same
+code can draw different allocation histories (page faults, latency), and one process would
+show only one of them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
 ROUNDS = 6
 NOISE_FLOOR = 0.03
 """A difference below 3 % of the median (or below the passes' spread) is not reported."""
+SYSTEM_PROCESSES = 2
+"""Fresh processes under the system allocator; the first is `system`, the rest `system_more`."""
 HISTORY_FAULTS = 50
 """Page faults per pass within this, or within 20 % of the larger count, of each other are the
 same allocation history."""
@@ -47,16 +53,27 @@ class ConditionRun:
         return summarize(self.samples_us).median
 
 
-def check_dict(system: ConditionRun, steady: ConditionRun, profiled: str) -> dict[str, Any]:
-    """The comparison as saved in a profile (`allocator_check`)."""
+def check_dict(
+    system: ConditionRun,
+    steady: ConditionRun,
+    profiled: str,
+    system_more: list[ConditionRun] | None = None,
+) -> dict[str, Any]:
+    """The comparison as saved in a profile (`allocator_check`); `system_more` are the other
+    fresh system processes (the figures and the ratio use the first, `system`)."""
     return {
         "profiled": profiled,
-        "system": asdict(system) | {"median_us": system.median_us},
-        "steady": asdict(steady) | {"median_us": steady.median_us},
+        "system": _run_dict(system),
+        "steady": _run_dict(steady),
         "ratio_steady_to_system": (
             steady.median_us / system.median_us if system.median_us else None
         ),
+        "system_more": [_run_dict(run) for run in system_more or []],
     }
+
+
+def _run_dict(run: ConditionRun) -> dict[str, Any]:
+    return asdict(run) | {"median_us": run.median_us}
 
 
 def time_passes(forward: Callable[[], Any], n: int) -> tuple[list[float], int]:
@@ -71,13 +88,15 @@ def time_passes(forward: Callable[[], Any], n: int) -> tuple[list[float], int]:
 
 
 def compare(
-    child_request: dict[str, Any], passes: int, warmup: int
-) -> tuple[ConditionRun, ConditionRun]:
-    """The same MODEL in two fresh child processes, one per condition, timed in alternating
-    rounds (system first in even rounds, steady first in odd ones); (system, steady).
+    child_request: dict[str, Any], passes: int, warmup: int, system_processes: int = 1
+) -> tuple[ConditionRun, ConditionRun, list[ConditionRun]]:
+    """The same MODEL in fresh child processes, one per condition (`system_processes` for
+    the system condition), timed in alternating rounds (system first in even rounds, steady
+    first in odd ones); (system, steady, the other system processes).
 
     Both conditions run in children so that they differ only by the allocator: a process
     that has just profiled (copies, hooks, MAC counting) runs its passes in another state."""
+    names = [*(("system", i) for i in range(system_processes)), ("steady", 0)]
     children = {
         name: subprocess.Popen(
             [sys.executable, "-m", "latprof.conditions"],
@@ -85,18 +104,17 @@ def compare(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=allocator.child_env(name),
+            env=allocator.child_env(name[0]),
         )
-        for name in allocator.CONDITIONS
+        for name in names
     }
-    samples: dict[str, list[float]] = {name: [] for name in children}
-    faults = dict.fromkeys(children, 0)
+    samples: dict[tuple[str, int], list[float]] = {name: [] for name in names}
+    faults = dict.fromkeys(names, 0)
     try:
         ready = {n: _ask(c, {**child_request, "warmup": warmup}) for n, c in children.items()}
         per_round = max(1, -(-passes // ROUNDS))
         for r in range(ROUNDS):
-            order = allocator.CONDITIONS if r % 2 == 0 else allocator.CONDITIONS[::-1]
-            for name in order:
+            for name in names if r % 2 == 0 else names[::-1]:
                 got = _ask(children[name], {"passes": per_round})
                 samples[name] += got["samples_us"]
                 faults[name] += got["faults"]
@@ -108,10 +126,10 @@ def compare(
                 child.stdin.close()
             child.wait(timeout=30)
     runs = [
-        ConditionRun(n, ready[n]["setting"], samples[n], faults[n] / len(samples[n]))
-        for n in allocator.CONDITIONS
+        ConditionRun(n[0], ready[n]["setting"], samples[n], faults[n] / len(samples[n]))
+        for n in names
     ]
-    return runs[0], runs[1]
+    return runs[0], runs[-1], runs[1:-1]
 
 
 def _ask(child: subprocess.Popen, message: dict[str, Any], expect_reply: bool = True) -> Any:
@@ -181,10 +199,13 @@ def measure_both(request: dict[str, Any], config: Any) -> dict[str, Any]:
         "dtype": config.dtype,
         "threads": config.threads or torch.get_num_threads(),
     }
-    system, steady = compare(
-        child_request, passes=max(config.trials, 2 * ROUNDS), warmup=min(config.warmup, 5)
+    system, steady, more = compare(
+        child_request,
+        passes=max(config.trials, 2 * ROUNDS),
+        warmup=min(config.warmup, 5),
+        system_processes=SYSTEM_PROCESSES,
     )
-    return check_dict(system, steady, config.allocator)
+    return check_dict(system, steady, config.allocator, more)
 
 
 def _spread(*runs: tuple[list[float], float]) -> float:
@@ -227,35 +248,62 @@ def notice_of(check: dict[str, Any]) -> Notice | None:
 def history_notice(
     check: dict[str, Any], own_us: list[float], faults_per_pass: float | None
 ) -> Notice | None:
-    """A notice when this process, profiled under the system allocator, ran the model (its
-    plain passes `own_us`) unlike the check's fresh system process, beyond both sides' noise,
-    and with another page-fault count: under glibc's dynamic thresholds the latency then
-    depends on the process's allocation history. Else None."""
+    """A notice when two processes under the system allocator ran the model apart, beyond
+    both sides' noise and with other page-fault counts: this process (profiled under the
+    system allocator; its plain passes `own_us`) against a fresh one of the check, or two
+    fresh ones. Under glibc's dynamic thresholds the latency then depends on the process's
+    allocation history. The pair furthest apart is named; else None."""
     from latprof.records import Notice
 
-    child = check["system"]
-    if check["profiled"] != "system" or faults_per_pass is None or not own_us:
+    fresh = [
+        _Process(run["samples_us"], run["median_us"], run["faults_per_pass"])
+        for run in [check["system"], *check.get("system_more", [])]
+        if run["median_us"]
+    ]
+    pairs = [(a, b) for i, a in enumerate(fresh) for b in fresh[i + 1 :]]
+    own = None
+    if check["profiled"] == "system" and faults_per_pass is not None and own_us:
+        own = _Process(own_us, summarize(own_us).median, faults_per_pass)
+        pairs = [(own, f) for f in fresh if own.median_us] + pairs
+    apart = [(a, b) for a, b in pairs if _histories_apart(a, b)]
+    if not apart:
         return None
-    own = summarize(own_us)
-    if not child["median_us"] or not own.median:
-        return None
-    spread = _spread((child["samples_us"], child["median_us"]), (own_us, own.median))
-    change = own.median / child["median_us"] - 1
-    theirs = child["faults_per_pass"]
-    apart = abs(faults_per_pass - theirs) > max(HISTORY_FAULTS, 0.2 * max(faults_per_pass, theirs))
-    if abs(change) <= spread or not apart:
-        return None
-    message = (
-        f"this process ran the model {100 * abs(change):.0f} % "
-        f"{'faster' if change < 0 else 'slower'} than a fresh process under the same system "
-        f"allocator ({own.median:,.1f} µs vs {child['median_us']:,.1f} µs median; page faults "
-        f"per pass {faults_per_pass:,.0f} here, {theirs:,.0f} there): with glibc's dynamic "
-        "thresholds this model's latency depends on what a process allocated before, so a "
-        "deployed process may see either figure"
-    )
+    a, b = max(apart, key=lambda pair: abs(math.log(pair[0].median_us / pair[1].median_us)))
+    if a is own:
+        change = a.median_us / b.median_us - 1
+        message = (
+            f"this process ran the model {100 * abs(change):.0f} % "
+            f"{'faster' if change < 0 else 'slower'} than a fresh process under the same "
+            f"system allocator ({a.median_us:,.1f} µs vs {b.median_us:,.1f} µs median; page "
+            f"faults per pass {a.faults:,.0f} here, {b.faults:,.0f} there)"
+        )
+    else:
+        fast, slow = sorted((a, b), key=lambda p: p.median_us)
+        message = (
+            f"two fresh processes under the system allocator ran the model "
+            f"{100 * (slow.median_us / fast.median_us - 1):.0f} % apart ({fast.median_us:,.1f} "
+            f"µs vs {slow.median_us:,.1f} µs median; page faults per pass {fast.faults:,.0f} "
+            f"and {slow.faults:,.0f})"
+        )
     return Notice(
         "allocator-history",
-        message,
+        message + ": with glibc's dynamic thresholds this model's latency depends on what a "
+        "process allocated before, so a deployed process may see either figure",
         "for one figure that holds in every process, profile with --allocator steady and "
         f"deploy with {allocator.DEPLOY_HINT}",
     )
+
+
+@dataclass(frozen=True)
+class _Process:
+    samples_us: list[float]
+    median_us: float
+    faults: float
+
+
+def _histories_apart(a: _Process, b: _Process) -> bool:
+    """Medians apart beyond both sides' noise, and page faults apart by more than
+    HISTORY_FAULTS and 20 % of the larger count."""
+    spread = _spread((a.samples_us, a.median_us), (b.samples_us, b.median_us))
+    faults = abs(a.faults - b.faults) > max(HISTORY_FAULTS, 0.2 * max(a.faults, b.faults))
+    return faults and abs(a.median_us / b.median_us - 1) > spread

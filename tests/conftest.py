@@ -30,9 +30,12 @@ def fast_child_processes(request: pytest.FixtureRequest, monkeypatch: pytest.Mon
     from latprof import conditions
     from latprof.lut import fresh
 
-    def two_conditions(child_request: dict, passes: int, warmup: int) -> tuple:
+    def two_conditions(
+        child_request: dict, passes: int, warmup: int, system_processes: int = 1
+    ) -> tuple:
         runs = [conditions.ConditionRun(n, "stub", [100.0] * passes, 0.0) for n in CONDITIONS]
-        return runs[0], runs[1]
+        more = [runs[0]] * (system_processes - 1)
+        return runs[0], runs[1], more
 
     def in_this_process(path: Path, samples: int, seed: int, models: list | None = None) -> list:
         request = {"path": str(path), "samples": samples, "seed": seed, "models": models or []}

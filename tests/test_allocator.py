@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -149,6 +150,53 @@ def test_history_notice_when_this_process_faults_unlike_a_fresh_one() -> None:
     assert conditions.history_notice(few, [880.0] * 4, 0.0) is None  # 30 faults apart: below 50
 
 
+def test_history_notice_when_two_fresh_processes_drew_different_histories() -> None:
+    steady = run_of("steady", [850.0] * 4, 0.0)
+    first = run_of("system", [1000.0, 1010.0, 990.0, 1000.0], 0.0)
+    second = run_of("system", [1240.0, 1250.0, 1260.0, 1250.0], 2093.0)
+    check = conditions.check_dict(first, steady, "system", [second])
+    assert [r["faults_per_pass"] for r in check["system_more"]] == [2093.0]
+    # this process agrees with the first fresh one; the two fresh ones are 25 % apart
+    notice = conditions.history_notice(check, [1005.0] * 4, 0.0)
+    assert notice is not None and notice.kind == "allocator-history"
+    assert "two fresh processes under the system allocator ran the model 25 % apart" in (
+        notice.message
+    )
+    assert "1,000.0 µs vs 1,250.0 µs median; page faults per pass 0 and 2,093" in notice.message
+    assert "--allocator steady" in notice.hint
+    # the same whichever process came first, and also for a profile under steady
+    swapped = conditions.check_dict(second, steady, "steady", [first])
+    again = conditions.history_notice(swapped, [850.0] * 4, 0.0)
+    assert again is not None and notice.message == again.message
+    # the pair furthest apart is named: this process against the slower fresh one
+    own = conditions.history_notice(check, [800.0] * 4, 0.0)
+    assert own is not None
+    assert "this process ran the model 36 % faster than a fresh process" in own.message
+    assert "800.0 µs vs 1,250.0 µs median; page faults per pass 0 here, 2,093 there" in (
+        own.message
+    )
+    # apart in latency but not in page faults, or in faults but within the noise: quiet
+    same_history = run_of("system", [1250.0] * 4, 30.0)
+    quiet = conditions.check_dict(first, steady, "system", [same_history])
+    assert conditions.history_notice(quiet, [1005.0] * 4, 0.0) is None
+    near = run_of("system", [1020.0] * 4, 2093.0)
+    assert (
+        conditions.history_notice(
+            conditions.check_dict(first, steady, "system", [near]), [1005.0] * 4, 0.0
+        )
+        is None
+    )
+
+
+def test_history_notice_reads_a_check_saved_before_the_second_process() -> None:
+    system = run_of("system", [1000.0] * 4, 800.0)
+    check = conditions.check_dict(system, run_of("steady", [850.0] * 4, 0.0), "system")
+    del check["system_more"]  # profiles saved with one fresh system process
+    assert conditions.history_notice(check, [1005.0] * 4, 800.0) is None
+    notice = conditions.history_notice(check, [880.0] * 4, 0.0)
+    assert notice is not None and "than a fresh process" in notice.message
+
+
 def test_history_notice_stays_quiet_within_either_sides_noise() -> None:
     steady = run_of("steady", [850.0] * 4, 0.0)
     noisy_child = run_of("system", [700.0, 1000.0, 1300.0, 1000.0], 800.0)  # IQR 15 %
@@ -201,6 +249,11 @@ def test_profile_records_both_conditions_and_layer_faults(tmp_path: Path) -> Non
         f"{k}={v}" for k, v in allocator.GLIBC_ENV.items()
     )
     assert len(check["system"]["samples_us"]) == len(check["steady"]["samples_us"]) >= 12
+    # a second fresh system process, as many passes, its own page-fault count
+    (more,) = check["system_more"]
+    assert more["condition"] == "system" and more["setting"] == "default"
+    assert len(more["samples_us"]) == len(check["system"]["samples_us"])
+    assert more["faults_per_pass"] >= 0 and more["median_us"] > 0
     assert all(isinstance(r["page_faults"], int) for r in data["layers"])
     csv = CliRunner().invoke(app, ["report", str(out), "--format", "csv"]).stdout
     assert csv.splitlines()[0].endswith(",allocator") and csv.splitlines()[1].endswith(",system")
@@ -257,3 +310,18 @@ def test_tables_record_their_allocator_and_older_ones_do_not_mix_with_new() -> N
     diffs = older.differences({"kind": "lut", "allocator": allocator.STEADY_SETTING})
     assert [d.split(":")[0] for d in diffs] == ["allocator"]
     assert older.differences({"kind": "lut", "allocator": OLDER_DEFAULTS["allocator"]}) == []
+
+
+def test_summary_line_shows_every_fresh_system_process() -> None:
+    from latprof.render.terminal import allocator_line
+
+    first = run_of("system", [1000.0] * 4, 0.0)
+    second = run_of("system", [1250.0] * 4, 2093.0)
+    steady = run_of("steady", [850.0] * 4, 0.0)
+    prof = SimpleNamespace(allocator_check=conditions.check_dict(first, steady, "system", [second]))
+    line = allocator_line(prof)  # type: ignore[arg-type]
+    assert "system 1,000.0 µs (0 faults/pass), another system process 1,250.0 µs (2093 " in line
+    assert "vs steady 850.0 µs (0 faults/pass), steady/system 0.850" in line
+    del prof.allocator_check["system_more"]  # a profile saved before the second process
+    assert "another" not in allocator_line(prof)  # type: ignore[arg-type]
+    assert allocator_line(SimpleNamespace(allocator_check=None)) == ""  # type: ignore[arg-type]

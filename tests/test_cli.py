@@ -106,7 +106,9 @@ def test_table_format_renders_summary() -> None:
     result = invoke("profile", GOOD, *FAST, "--format", "table")
     assert result.exit_code == 0
     assert "Time per layer category" in result.stdout
-    assert "unattributed" in result.stdout and "timer overhead" in result.stdout
+    text = " ".join(result.stdout.split())  # the summary wraps wherever its numbers put it
+    assert "unattributed" in text and "timer overhead" in text
+    assert "allocator check" in text and "another system process" in text
 
 
 def test_zoo_listing() -> None:

@@ -233,15 +233,17 @@ def allocator_line(p: Profile) -> str:
     check = p.allocator_check
     if not check:
         return ""
-    parts = [
-        f"{name} {us(check[name]['median_us'])} µs ({check[name]['faults_per_pass']:.0f} "
-        "faults/pass)"
-        for name in ("system", "steady")
-    ]
+
+    def figure(run: dict[str, Any]) -> str:
+        return f"{us(run['median_us'])} µs ({run['faults_per_pass']:.0f} faults/pass)"
+
+    system = f"system {figure(check['system'])}" + "".join(
+        f", another system process {figure(run)}" for run in check.get("system_more", [])
+    )
     ratio = check.get("ratio_steady_to_system")
     return (
-        "\nallocator check (fresh processes, plain passes, medians): "
-        + " vs ".join(parts)
+        f"\nallocator check (fresh processes, plain passes, medians): {system} vs steady "
+        + figure(check["steady"])
         + (f", steady/system {ratio:.3f}" if ratio else "")
     )
 
