@@ -72,8 +72,8 @@ def _inputs(
         args, kwargs = tuple(torch.randn(*s) for s in shapes), {}
     else:
         raise UsageError(
-            f"no input for {spec}: pass --input-shape 1,3,224,224 or define "
-            "example_input / input_shape in the model file"
+            f"no input for {spec}: define input_shape = (1, 3, 224, 224) or example_input "
+            "in the model file (profile also takes --input-shape 1,3,224,224)"
         )
     if batch_size is not None:
         args = tuple(_rebatch(a, batch_size) for a in args)
@@ -181,12 +181,29 @@ def _from_file(spec: str) -> tuple[Any, list[tuple[int, ...]] | None, Any]:
     model = _pick_model(module, path, name)
     shapes = getattr(module, "input_shape", None)
     if shapes is not None:
-        shapes = (
-            [tuple(shapes)]
-            if all(isinstance(d, int) for d in shapes)
-            else [tuple(s) for s in shapes]
-        )
+        shapes = file_shapes(shapes, path)
     return model, shapes, getattr(module, "example_input", None)
+
+
+def file_shapes(value: Any, path: Path) -> list[tuple[int, ...]]:
+    """A model file's `input_shape`: one shape (a tuple of positive ints) or a list of them;
+    ModelLoadError otherwise."""
+
+    def shape(v: Any) -> tuple[int, ...] | None:
+        ok = isinstance(v, (tuple, list)) and len(v) > 0
+        ints = ok and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in v)
+        return tuple(v) if ints else None
+
+    one = shape(value)
+    if one is not None:
+        return [one]
+    many = [shape(v) for v in value] if isinstance(value, (tuple, list)) and value else [None]
+    if all(s is not None for s in many):
+        return [s for s in many if s is not None]
+    raise ModelLoadError(
+        f"{path}: input_shape must be a tuple of positive ints, e.g. (1, 3, 224, 224), or a "
+        f"list of them for several inputs; got {value!r}"
+    )
 
 
 def _pick_model(module: ModuleType, path: Path, name: str) -> Any:

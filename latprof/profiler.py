@@ -64,8 +64,25 @@ def check_model(model: Any) -> None:
         )
 
 
+def explain_failure(model: nn.Module, args: tuple, kwargs: dict, hint: str) -> ModelRunError:
+    """Why `model` fails on `args`/`kwargs`, from one probed pass: a ModelRunError naming the
+    leaf that failed and its input (or where outside any leaf), ending in `hint`."""
+    timed = find_leaves(model)
+    with eval_mode(model), torch.inference_mode():
+        try:
+            _run_probe(model, [n for n, _ in timed], [m for _, m in timed], args, kwargs, hint)
+        except ModelRunError as exc:
+            return exc
+    return ModelRunError(f"the model failed, then ran when probed again; {hint}")
+
+
 def _run_probe(
-    model: nn.Module, names: list[str], leaves: list[nn.Module], args: tuple, kwargs: dict
+    model: nn.Module,
+    names: list[str],
+    leaves: list[nn.Module],
+    args: tuple,
+    kwargs: dict,
+    hint: str = "check --input-shape",
 ) -> ShapeProbe:
     probe = ShapeProbe(names, leaves)
     try:
@@ -80,12 +97,12 @@ def _run_probe(
             index = names.index(name)
             raise ModelRunError(
                 f"layer '{name}' ({type(leaves[index]).__name__}) failed on input {shape}: "
-                f"{reason}; check --input-shape"
+                f"{reason}; {hint}"
             ) from exc
         where = f" after layer '{probe.last_finished}'" if probe.last_finished else ""
         raise ModelRunError(
             f"the model's forward failed outside any leaf layer{where} "
-            f"(inputs {shape_of([*args, *kwargs.values()])}): {reason}; check --input-shape"
+            f"(inputs {shape_of([*args, *kwargs.values()])}): {reason}; {hint}"
         ) from exc
     return probe
 

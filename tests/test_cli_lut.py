@@ -222,3 +222,42 @@ def test_spaces_listing() -> None:
     result = invoke("spaces")
     df = pd.read_csv(io.StringIO(result.stdout)).set_index("name")
     assert df.loc["uboost", "entries_default"] == 42
+
+
+def test_a_model_that_fails_is_exit_3_naming_the_layer(tmp_path: Path) -> None:
+    """build-lut --models, predict and validate, like profile: one line, exit 3."""
+    wrong = tmp_path / "wrongshape.py"
+    wrong.write_text(
+        "from torch import nn\ninput_shape = (1, 5)\nmodel = nn.Sequential(nn.Linear(4, 4))\n"
+    )
+    raising = tmp_path / "raising.py"
+    raising.write_text(
+        "import torch\nfrom torch import nn\ninput_shape = (1, 4)\n\n"
+        "class Bad(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(4, 4)\n"
+        "    def forward(self, x):\n        x = self.fc(x)\n"
+        "        raise ValueError('bad things')\n\n"
+        "model = Bad()\n"
+    )
+    table = tmp_path / "good.parquet"
+    built = invoke("build-lut", "--models", str(MODELS / "good.py"), *FAST, "-o", str(table))
+    assert built.exit_code == 0, built.output
+    expected = {
+        wrong: "layer '0' (Linear) failed on input 1x5: mat1 and mat2 shapes cannot be multiplied",
+        raising: "the model's forward failed outside any leaf layer after layer 'fc' "
+        "(inputs 1x4): bad things",
+    }
+    for model, message in expected.items():
+        commands = [
+            ["build-lut", "--models", str(model), *FAST, "-o", str(tmp_path / "x.parquet")],
+            ["predict", str(model), "--lut", str(table)],
+            ["validate", str(model), "--lut", str(table)],
+        ]
+        for args in commands:
+            result = invoke(*args)
+            assert result.exit_code == 3, (args, result.output)
+            assert message in result.output and "unexpected" not in result.output
+            assert "input_shape or example_input in its file" in result.output
+            errors = [line for line in result.output.splitlines() if "latprof: error" in line]
+            assert len(errors) == 1 and errors[0].startswith("latprof: error: "), result.output
+            assert "Traceback" not in result.output

@@ -107,6 +107,28 @@ def test_no_input_known(tmp_path: Path) -> None:
         load_model(str(path))
 
 
+@pytest.mark.parametrize(
+    "value", ["(1, 4.0)", "4", '[1, "a"]', "(1, -4)", '"1,4"', "()", "[]", "[(1, 4), 5]", "(True,)"]
+)
+def test_a_bad_input_shape_in_the_file_is_one_clear_error(tmp_path: Path, value: str) -> None:
+    path = write(
+        tmp_path, "m.py", f"from torch import nn\nmodel = nn.Linear(4, 4)\ninput_shape = {value}\n"
+    )
+    with pytest.raises(ModelLoadError, match=r"m.py: input_shape must be a tuple of positive ints"):
+        load_model(str(path))
+
+
+@pytest.mark.parametrize(
+    ("value", "shapes"),
+    [("(1, 4)", [(1, 4)]), ("[1, 4]", [(1, 4)]), ("[(1, 4), (2, 4)]", [(1, 4), (2, 4)])],
+)
+def test_input_shape_forms_in_the_file(tmp_path: Path, value: str, shapes: list) -> None:
+    path = write(
+        tmp_path, "m.py", f"from torch import nn\nmodel = nn.Linear(4, 4)\ninput_shape = {value}\n"
+    )
+    assert [tuple(a.shape) for a in load_model(str(path)).args] == shapes
+
+
 def test_zoo_and_unknown_zoo() -> None:
     loaded = load_model("zoo:cnn")
     assert loaded.args[0].shape == (1, 3, 32, 32)

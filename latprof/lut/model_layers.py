@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from latprof.errors import UsageError
+from latprof.errors import LatprofError, UsageError, is_out_of_memory, out_of_memory
 from latprof.loading import load_model
 from latprof.lut.jobs import (
     Job,
@@ -24,6 +24,9 @@ from latprof.lut.jobs import (
 )
 from latprof.measure.device import eval_mode
 from latprof.measure.hooks import ROOT_NAME, find_leaves, hooked
+from latprof.profiler import explain_failure
+
+FILE_HINT = "check the model's input (input_shape or example_input in its file)"
 
 Shapes = list[tuple[tuple[int, ...], torch.dtype]]
 
@@ -95,8 +98,15 @@ def entry_calls(
     leaf_pairs = [
         (m, leaf_pre, nothing) for _, m in find_leaves(model) if type(m).__name__ not in wanted
     ]
-    with eval_mode(model), hooked(unit_pairs + leaf_pairs), torch.inference_mode():
-        model(*args, **kwargs)
+    try:
+        with eval_mode(model), hooked(unit_pairs + leaf_pairs), torch.inference_mode():
+            model(*args, **kwargs)
+    except LatprofError:
+        raise
+    except Exception as exc:  # the user's forward may raise anything
+        if is_out_of_memory(exc):
+            raise out_of_memory(exc, "in the model's forward") from exc
+        raise explain_failure(model, args, kwargs, FILE_HINT) from exc
     return calls
 
 
