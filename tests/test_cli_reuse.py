@@ -49,8 +49,12 @@ def test_arch_prints_json_and_toml_and_writes_files(tmp_path: Path) -> None:
     toml = invoke("arch", "zoo:tfnas-b", "--format", "toml").stdout
     assert toml.count("[[blocks]]") == 22
     out = tmp_path / "b.toml"
-    assert invoke("arch", "zoo:tfnas-b", "-o", str(out)).exit_code == 0
+    written = invoke("arch", "zoo:tfnas-b", "-o", str(out), "--format", "toml")
+    assert written.exit_code == 0 and written.stdout == ""  # the file, nothing on stdout
     assert invoke("arch", str(out), "--format", "json").stdout == result.stdout
+    both = invoke("arch", "zoo:tfnas-b", "-o", str(tmp_path / "c.toml"), "--format", "csv")
+    assert both.exit_code == 2 and "drop -f" in both.output and both.stdout.count("\n") <= 1
+    assert not (tmp_path / "c.toml").exists()
     table = invoke("arch", "zoo:tfnas-mbv2-a", "--format", "csv").stdout
     df = pd.read_csv(io.StringIO(table))
     assert list(df["slot"][:3]) == ["stem", "stage2", "stage3.0"] and set(df["act"]) >= {"relu6"}

@@ -570,6 +570,8 @@ ERRORS: list[tuple[str, list[str]]] = [
     ("build-lut-remeasure-without-resume", ["build-lut", "--remeasure-noisy"]),
     ("build-lut-width-step-0", ["build-lut", "--width-step", "0"]),
     ("build-lut-trials-0", ["build-lut", "--trials", "0"]),
+    ("build-lut-batch-0", ["build-lut", "--space", "uboost", "--batch-size", "0", "--dry-run"]),
+    ("validate-warmup-0", ["validate", "--lut", "missing.parquet", "--warmup", "0"]),
     ("build-lut-device-cuda-x", ["build-lut", "--device", "cuda:x"]),
     ("build-lut-unknown-space", ["build-lut", "--space", "nope", "--dry-run"]),
     ("build-lut-context", ["build-lut", "--context", "nearby", "--dry-run"]),

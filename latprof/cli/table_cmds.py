@@ -157,11 +157,15 @@ def arch_cmd(spec: ArchArg, fmt: ArchFormatOpt = None, out: ArchOutOpt = None) -
         kind = {".json": "json", ".toml": "toml"}.get(out.suffix)
         if kind is None:
             raise UsageError(f"-o {out}: write an architecture as .json or .toml")
+        if fmt not in (None, kind):
+            raise UsageError(
+                f"-o {out} writes the architecture as {kind}, and -f {fmt} asks for "
+                f"{fmt}: drop -f (the file's suffix sets its format)"
+            )
         check_writable(out)
         write_text(out, arch.to_json() if kind == "json" else arch.to_toml())
         wrote(out)
-        if fmt is None:
-            return
+        return
     fmt = fmt or ("table" if sys.stdout.isatty() else "json")
     if fmt in ("json", "toml"):
         sys.stdout.write(arch.to_json() if fmt == "json" else arch.to_toml())
@@ -280,8 +284,10 @@ def validate_cmd(
     from latprof.config import MeasureSettings
     from latprof.lut import validate as val
 
-    if warmup is not None and warmup < 0:
-        raise UsageError("--warmup must be at least 0")
+    if warmup is not None and warmup < 1:
+        raise UsageError(
+            f"--warmup must be at least 1 (the first pass is never a sample), got {warmup}"
+        )
     if trials is not None and trials < 1:
         raise UsageError("--trials must be at least 1")
     if samples < 0:

@@ -116,7 +116,8 @@ def plan_build(
         tf32=tf32,
         cudnn_benchmark=cudnn_benchmark,
     )
-    batch = batch or (32 if device.startswith("cuda") else 1)
+    if batch is None:
+        batch = 32 if device.startswith("cuda") else 1
     if batch < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch}")
     shard_spec = jobsmod.parse_shard(shard)
