@@ -478,6 +478,20 @@ def test_cli_help(command: str, norm: Normaliser, request: pytest.FixtureRequest
     check_golden(golden_name(request), cli_record(invoke(*args), norm))
 
 
+def _words(text: str) -> list[str]:
+    """A --help text's words, without the box lines: the same at any terminal width."""
+    return text.translate(str.maketrans("", "", "│╭╮╰╯─")).split()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_docs_help_captures_match_the_cli(command: str) -> None:
+    """docs/cli.md's "Options of every command" shows each command's current --help."""
+    docs = (Path(__file__).parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    found = re.search(rf"### `latprof {command}`\n\n```\n(.*?)\n```", docs, re.S)
+    assert found, f"docs/cli.md has no --help capture of {command}"
+    assert _words(found.group(1)) == _words(invoke(command, "--help").stdout)
+
+
 def test_cli_no_args_and_version(norm: Normaliser) -> None:
     text = cli_record(invoke(), norm) + cli_record(invoke("--version"), norm).replace(
         "latprof 0.1.0", "latprof <version>"

@@ -44,6 +44,14 @@ FormatOpt = Annotated[
         help="table, csv, json, markdown or parquet. Default: table on a terminal, CSV on a pipe.",
     ),
 ]
+ListFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="table, csv, json or markdown. Default: table on a terminal, CSV on a pipe.",
+    ),
+]
 OutOpt = Annotated[
     Path | None,
     typer.Option(

@@ -13,7 +13,7 @@ from latprof.cli.app import (
     CudnnBenchmarkOpt,
     DeviceOpt,
     DtypeOpt,
-    FormatOpt,
+    ListFormatOpt,
     ProgressView,
     Tf32Opt,
     ThreadsOpt,
@@ -381,7 +381,7 @@ def merge_cmd(
 
 
 @command("spaces")
-def spaces_cmd(fmt: FormatOpt = None) -> None:
+def spaces_cmd(fmt: ListFormatOpt = None) -> None:
     """List the built-in search spaces (for build-lut --space)."""
     from latprof.space.builtin import describe
 

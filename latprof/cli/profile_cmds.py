@@ -16,6 +16,7 @@ from latprof.cli.app import (
     DtypeOpt,
     FormatOpt,
     LeavesOnlyOpt,
+    ListFormatOpt,
     ModuleOpt,
     OutOpt,
     ProgressView,
@@ -252,7 +253,7 @@ def report_cmd(
 
 
 @command("zoo")
-def zoo_cmd(fmt: FormatOpt = None) -> None:
+def zoo_cmd(fmt: ListFormatOpt = None) -> None:
     """List the built-in models (MODEL = zoo:NAME)."""
     from latprof.zoo import describe
 
@@ -263,7 +264,7 @@ def zoo_cmd(fmt: FormatOpt = None) -> None:
 def env_cmd(
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
-    fmt: FormatOpt = None,
+    fmt: ListFormatOpt = None,
     calibrate: CalibrateOpt = False,
     dtype: CalDtypeOpt = "float32",
     save: SaveOpt = None,
