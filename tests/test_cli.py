@@ -290,3 +290,40 @@ def test_console_entry_point_exit_codes(tmp_path: Path) -> None:
     assert bad.returncode == 2 and bad.stderr.startswith("latprof: error: ")
     usage = subprocess.run([sys.executable, "-c", script, "nope"], capture_output=True, text=True)
     assert usage.returncode == 2 and "No such command" in usage.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["profile", "zoo:cnn", "--bogus"], "No such option: --bogus (see latprof profile --help)"),
+        (["profile", "zoo:cnn", "--trials", "abc"], "Invalid value for '--trials'"),
+        (["profile"], "Missing argument 'model'. (see latprof profile --help)"),
+        (["bogus"], "No such command 'bogus'. (see latprof --help)"),
+        (["profile", "zoo:cnn", "--trails", "3"], "Possible options: --threads, --trials"),
+    ],
+)
+def test_usage_errors_are_one_line_from_the_console_script(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from latprof.cli import run_cli
+
+    with pytest.raises(SystemExit) as exited:
+        run_cli(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("latprof: error: ") and message in err
+    assert err.count("\n") == 1
+
+
+def test_console_script_exit_codes_pass_through(capsys: pytest.CaptureFixture[str]) -> None:
+    from latprof.cli import run_cli
+
+    for argv, code in [(["--version"], 0), (["zoo", "-f", "csv"], 0), (["zoo", "-f", "x"], 2)]:
+        with pytest.raises(SystemExit) as exited:
+            run_cli(argv)
+        assert exited.value.code == code, argv
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        run_cli([])  # no arguments: the help, exit 2, no error line
+    out = capsys.readouterr()
+    assert exited.value.code == 2 and "Usage: latprof" in out.out and "error" not in out.err

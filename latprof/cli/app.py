@@ -128,7 +128,11 @@ def errors_as_messages() -> Iterator[None]:
     except Exception as exc:
         if STATE["debug"]:
             raise
-        fail(f"unexpected {type(exc).__name__}: {exc} (re-run with --debug for a traceback)", 1)
+        fail(
+            f"unexpected {type(exc).__name__}: {exc} (re-run as latprof --debug COMMAND "
+            "... for a traceback, and please report it)",
+            1,
+        )
 
 
 def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -281,9 +285,32 @@ def expand_multi(argv: list[str]) -> list[str]:
     return out
 
 
-def run_cli(argv: list[str] | None = None) -> None:
-    """Run the app on argv (default sys.argv[1:]); raises SystemExit like any click app."""
-    app(args=expand_multi(sys.argv[1:] if argv is None else argv), prog_name="latprof")
+def one_line_usage_error(exc: Any) -> None:
+    """click's usage errors (unknown option, bad value, missing argument) as one line on
+    stderr, like latprof's own, instead of a multi-line panel."""
+    message = " ".join(exc.format_message().split())
+    if not message:  # no arguments at all: the help was the answer
+        return
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    sys.stderr.write(f"latprof: error: {message}{where}\n")
+
+
+def run_cli(argv: list[str] | None = None) -> NoReturn:
+    """Run the app on argv (default sys.argv[1:]); raises SystemExit like any click app,
+    with click's usage errors as one line."""
+    # click's base class, whether typer vendors click or uses it
+    click_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    args = expand_multi(sys.argv[1:] if argv is None else argv)
+    try:
+        code = app(args=args, prog_name="latprof", standalone_mode=False)
+    except click_error as exc:
+        one_line_usage_error(exc)
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        sys.stderr.write("Aborted!\n")
+        raise SystemExit(1) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 def exit_code(code: object) -> int:
