@@ -69,6 +69,19 @@ def test_resume_existing_and_refuse_overwrite(tmp_path: Path) -> None:
         "build-lut", "--models", good, *FAST, "-o", str(out), "--resume", "--batch-size", "2"
     )
     assert other.exit_code == 2 and "another space or environment (batch: 1 != 2" in other.stderr
+    shared = str(MODELS / "shared.py")
+    more = invoke("build-lut", "--models", good, shared, *FAST, "-o", str(out), "--resume")
+    assert more.exit_code == 2
+    assert f"{out} is a layer table of {good}, not of {good}, {shared}" in more.stderr
+    missing = invoke("predict", shared, "--lut", str(out))
+    assert missing.exit_code == 2 and "entries are not in" in missing.stderr
+    assert "pass --measure-misses, or build a table with --models" in missing.stderr
+    assert "--resume" not in missing.stderr
+    compared = invoke("compare", "--space", "uboost", "--lut", str(out), "--samples", "2")
+    assert compared.exit_code == 2
+    assert "is a layer table (build-lut --models), not a table of space 'uboost'" in (
+        compared.stderr
+    )
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ def test_trust_thresholds_and_description() -> None:
         "architectures, seed 7"
     )
     poor = good | {"max_abs_error_pct": 8.5}
-    assert "exceeds 3 % / 8 %" in (trust_problem({"self_check": poor}) or "")
+    assert "max above 8 %; treat its sums with care" in (trust_problem({"self_check": poor}) or "")
     poor_median = good | {"median_abs_error_pct": 3.5}
     assert trust_problem({"self_check": poor_median}) is not None
     assert "no self-check" in (trust_problem({}) or "")

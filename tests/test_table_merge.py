@@ -124,8 +124,15 @@ def test_trust_problem_thresholds_are_strict() -> None:
     over = {**CHECK, "median_abs_error_pct": 3.5, "max_abs_error_pct": 8.0}
     assert tablemod.trust_problem({"self_check": over}) == (
         "this table's self-check: median |error| 3.5 %, max 8.0 %, Kendall τ 0.90 over 20 "
-        "random architectures, seed 1 exceeds 3 % / 8 % (median / max): treat its sums with care"
+        "random architectures, seed 1: median above 3 %; treat its sums with care"
     )
+    both = {**CHECK, "median_abs_error_pct": 3.5, "max_abs_error_pct": 8.1}
+    assert "seed 1: median above 3 % and max above 8 %; treat" in (
+        tablemod.trust_problem({"self_check": both}) or ""
+    )
+    merged = tablemod.trust_problem({"merged_from": 2})
+    assert merged is not None and "no self-check (merged from shards" in merged
+    assert "built before latprof" in (tablemod.trust_problem({}) or "")
 
 
 def test_a_table_whose_data_is_corrupt_is_named(tmp_path: Path) -> None:

@@ -224,9 +224,14 @@ def predict_cmd(
     typer.echo(_predict_line(table, target, pred, network), err=not sys.stdout.isatty())
     if pred.misses:
         listed = "; ".join(pred.misses[:5]) + (" ..." if len(pred.misses) > 5 else "")
+        how = (
+            "pass --measure-misses, or build a table with --models of this model too"
+            if table.meta.get("source") == "models"
+            else "Add them with build-lut --resume or pass --measure-misses"
+        )
         fail(
             f"{len(pred.misses)} entries are not in {lut} ({listed}); the total leaves them "
-            "out. Add them with build-lut --resume or pass --measure-misses"
+            f"out. {how}"
         )
 
 

@@ -43,6 +43,13 @@ def open_table(
             )
         table = LatencyTable.load(out)
         diffs = table.differences(meta)
+        had, want = table.meta.get("models"), meta.get("models")
+        if diffs and table.meta.get("source") == "models" and had != want:
+            raise UsageError(
+                f"--resume: {out} is a layer table of {', '.join(had or [])}, not of "
+                f"{', '.join(want or [])}; a layer table keeps the models it was built for: "
+                "build one of all the models with a new -o (or predict with --measure-misses)"
+            )
         if diffs:
             options = {**OLDER_DEFAULTS, **dict.fromkeys(("warmup", "trials"))}
             how = {

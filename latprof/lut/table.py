@@ -324,19 +324,28 @@ def trust_problem(meta: dict[str, Any]) -> str | None:
     """Why a table's sums should not be trusted blindly, or None."""
     check = meta.get("self_check")
     if not check:
+        why = (
+            "merged from shards, whose builds skip it"
+            if meta.get("merged_from")
+            else "built before latprof had one, or with --self-check 0"
+        )
         return (
-            "this table carries no self-check (built before latprof had one, or with "
-            "--self-check 0): run `latprof validate --lut TABLE --samples 20` before "
-            "trusting its sums"
+            f"this table carries no self-check ({why}): run `latprof validate --lut TABLE "
+            "--samples 20` before trusting its sums"
         )
     if not check.get("k"):
         return describe(check)
     median, worst = check["median_abs_error_pct"], check["max_abs_error_pct"]
-    if median > POOR_MEDIAN_PCT or worst > POOR_MAX_PCT:
-        return (
-            f"this table's {describe(check)} exceeds {POOR_MEDIAN_PCT:g} % / "
-            f"{POOR_MAX_PCT:g} % (median / max): treat its sums with care"
+    over = [
+        f"{name} above {limit:g} %"
+        for name, value, limit in (
+            ("median", median, POOR_MEDIAN_PCT),
+            ("max", worst, POOR_MAX_PCT),
         )
+        if value > limit
+    ]
+    if over:
+        return f"this table's {describe(check)}: {' and '.join(over)}; treat its sums with care"
     return None
 
 
@@ -347,6 +356,8 @@ def merge(tables: list[tuple[str, LatencyTable]]) -> LatencyTable:
         raise UsageError("merge needs at least one table")
     first_name, first = tables[0]
     meta = {k: v for k, v in first.meta.items() if k != "shard"}
+    if first.meta.get("shard"):
+        meta["merged_from"] = len(tables)  # shards: no fit, no self-check
     out = LatencyTable(meta)
     for name, table in tables:
         diffs = first.differences(table.meta)

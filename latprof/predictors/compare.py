@@ -148,6 +148,11 @@ def space_and_table(
         return the_space, None
     table = LatencyTable.load(lut)
     if not table.is_for_space(the_space):
+        if table.meta.get("source") == "models":
+            raise UsageError(
+                f"{lut} is a layer table (build-lut --models), not a table of space "
+                f"{the_space.name!r}; compare needs build-lut --space {the_space.name}"
+            )
         raise UsageError(
             f"{lut} is a table of space {table.meta.get('space')!r}, not {the_space.name!r}"
         )
