@@ -191,3 +191,19 @@ def test_predict_measure_misses_honours_threads_for_archs(tiny_lut: Path, tiny_a
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_arch_table_drops_columns_instead_of_cutting_names() -> None:
+    """At 80 columns, slot names stay whole (stage3.0 vs stage3.1) and a column is dropped."""
+    narrow = CliRunner().invoke(app, ["arch", "zoo:tfnas-c", "-f", "table"], env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0, narrow.output
+    lines = narrow.stdout.splitlines()
+    assert "…" not in narrow.stdout and max(len(line) for line in lines) <= 80
+    assert "stage3.0" in narrow.stdout and "stage3.1" in narrow.stdout
+    assert "columns dropped for width: stride; widen the terminal" in narrow.stdout
+    wide = CliRunner().invoke(app, ["arch", "zoo:tfnas-c", "-f", "table"], env={"COLUMNS": "200"})
+    assert "stride" in wide.stdout and "dropped" not in wide.stdout
+    # text columns wrap instead of being dropped
+    zoo = CliRunner().invoke(app, ["zoo", "-f", "table"], env={"COLUMNS": "80"})
+    assert "input_shape" in zoo.stdout and "description" in zoo.stdout
+    assert "dropped" not in zoo.stdout
