@@ -208,8 +208,14 @@ def environment_rows(device: str, dtype: str | None, save: Path | None = None) -
     """`latprof env`'s key -> value pairs: the environment, plus a calibration measured now
     when `dtype` is given (saved to `save` when given)."""
     from latprof.env import capture
+    from latprof.measure import allocator
 
     data = capture(device).to_dict()
+    # the condition profile and build-lut name (system / steady) beside glibc's setting
+    data = {k: v for k, v in data.items() if k != "glibc"} | {
+        "allocator_condition": allocator.condition(),
+        "glibc": data.get("glibc"),
+    }
     cuda = data.pop("cuda")
     data.update({f"cuda.{k}": v for k, v in cuda.items()})
     if dtype is None:
