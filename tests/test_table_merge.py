@@ -110,6 +110,22 @@ def test_load_refusals_name_what_is_wrong(tmp_path: Path) -> None:
     message = f"{partial}: not a latprof lookup table (no time_us_median column)"
     with pytest.raises(FileFormatError, match="^" + re.escape(message) + "$"):
         LatencyTable.load(partial)
+    # a table from a newer latprof is refused by name, not misread
+    columns = {"key": ["k"], "status": ["ok"], "time_us_median": [1.0]}
+    newer = write(tmp_path / "c.parquet", columns, {**META, "format_version": 99})
+    with pytest.raises(FileFormatError, match="format_version 99, newer than this latprof"):
+        LatencyTable.load(newer)
+
+
+def test_a_profile_from_a_newer_latprof_is_refused(tmp_path: Path) -> None:
+    from latprof.io.profile_file import load
+
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"kind": "profile", "format_version": 2, "layers": []}))
+    with pytest.raises(
+        FileFormatError, match=r"format_version 2, newer than this latprof reads \(1\)"
+    ):
+        load(path)
 
 
 CHECK = {"k": 20, "population": "random", "kendall_tau": 0.9, "seed": 1}

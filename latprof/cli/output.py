@@ -44,7 +44,7 @@ def resolve_formats(
     if file_fmt is None:
         raise UsageError(
             f"{option} {out}: unknown extension {out.suffix or '(none)'!r}; use .csv, .json, "
-            ".md or .parquet, or name the format with --format"
+            ".md, .markdown, .txt or .parquet, or name the format with --format"
         )
     check_writable(out, option)
     return ("table" if stdout_is_terminal() else None), file_fmt

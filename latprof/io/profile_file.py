@@ -162,11 +162,22 @@ def _parquet_rows(p: Profile) -> list[dict[str, Any]]:
     return rows
 
 
+def check_format_version(meta: dict[str, Any], newest: int, source: str) -> None:
+    """FileFormatError when a file was written in a newer format than this latprof reads."""
+    version = meta.get("format_version", 1)
+    if not isinstance(version, int) or version > newest:
+        raise FileFormatError(
+            f"{source} has format_version {version!r}, newer than this latprof reads "
+            f"({newest}); upgrade latprof to read it"
+        )
+
+
 def _from_parts(meta: dict[str, Any], rows: list[dict[str, Any]], source: str) -> Profile:
     if meta.get("kind") != KIND:
         raise FileFormatError(
             f"{source} holds a latprof {meta.get('kind', 'unknown')!r} file, not a profile"
         )
+    check_format_version(meta, FORMAT_VERSION, source)
     try:
         layers = [
             LayerRecord(

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from latprof.errors import FileFormatError, LatprofWarning, LookupMissError, UsageError
 from latprof.io.atomic import write_with
-from latprof.io.profile_file import META_KEY, read_parquet_meta
+from latprof.io.profile_file import META_KEY, check_format_version, read_parquet_meta
 
 KIND = "lut"
 FORMAT_VERSION = 1
@@ -148,6 +148,7 @@ class LatencyTable:
             raise FileFormatError(
                 f"{path} is a latprof {meta.get('kind', 'unknown')!r} file, not a lookup table"
             )
+        check_format_version(meta, FORMAT_VERSION, str(path))
         try:
             rows = pq.read_table(path).to_pylist()
         except (pa.ArrowInvalid, OSError) as exc:
