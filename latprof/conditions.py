@@ -97,34 +97,36 @@ def compare(
     Both conditions run in children so that they differ only by the allocator: a process
     that has just profiled (copies, hooks, MAC counting) runs its passes in another state."""
     names = [*(("system", i) for i in range(system_processes)), ("steady", 0)]
-    children = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", "latprof.conditions"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=allocator.child_env(name[0]),
-        )
-        for name in names
-    }
+    children: dict[tuple[str, int], subprocess.Popen] = {}
     samples: dict[tuple[str, int], list[float]] = {name: [] for name in names}
     faults = dict.fromkeys(names, 0)
+    finished = False
     try:
-        ready = {n: _ask(c, {**child_request, "warmup": warmup}) for n, c in children.items()}
+        for name in names:
+            children[name] = subprocess.Popen(
+                [sys.executable, "-m", "latprof.conditions"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=allocator.child_env(name[0]),
+            )
+        for child in children.values():  # all load the model at once, then report
+            _send(child, {**child_request, "warmup": warmup})
+        ready = {n: _reply(c) for n, c in children.items()}
         per_round = max(1, -(-passes // ROUNDS))
         for r in range(ROUNDS):
             for name in names if r % 2 == 0 else names[::-1]:
-                got = _ask(children[name], {"passes": per_round})
+                _send(children[name], {"passes": per_round})
+                got = _reply(children[name])
                 samples[name] += got["samples_us"]
                 faults[name] += got["faults"]
         for child in children.values():
-            _ask(child, {"quit": True}, expect_reply=False)
+            _send(child, {"quit": True})
+        finished = True
     finally:
         for child in children.values():
-            if child.stdin:
-                child.stdin.close()
-            child.wait(timeout=30)
+            _end(child, finished)
     runs = [
         ConditionRun(n[0], ready[n]["setting"], samples[n], faults[n] / len(samples[n]))
         for n in names
@@ -132,12 +134,14 @@ def compare(
     return runs[0], runs[-1], runs[1:-1]
 
 
-def _ask(child: subprocess.Popen, message: dict[str, Any], expect_reply: bool = True) -> Any:
-    assert child.stdin is not None and child.stdout is not None
+def _send(child: subprocess.Popen, message: dict[str, Any]) -> None:
+    assert child.stdin is not None
     child.stdin.write(json.dumps(message) + "\n")
     child.stdin.flush()
-    if not expect_reply:
-        return None
+
+
+def _reply(child: subprocess.Popen) -> Any:
+    assert child.stdout is not None
     line = child.stdout.readline()
     if not line:
         err = (child.stderr.read() if child.stderr else "").strip().splitlines()
@@ -150,6 +154,23 @@ def _ask(child: subprocess.Popen, message: dict[str, Any], expect_reply: bool = 
     if "error" in reply:
         raise ModelRunError(f"the allocator comparison's child process failed: {reply['error']}")
     return reply
+
+
+def _end(child: subprocess.Popen, finished: bool) -> None:
+    """Close a child's input and reap it; killed at once when the comparison failed (it may
+    still be loading or timing), or when it does not end within 30 s."""
+    if not finished:
+        child.kill()
+    try:
+        if child.stdin:
+            child.stdin.close()
+    except OSError:  # the child is gone: its end of the pipe too
+        pass
+    try:
+        child.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 def _child_main() -> None:
@@ -285,12 +306,17 @@ def history_notice(
             f"µs vs {slow.median_us:,.1f} µs median; page faults per pass {fast.faults:,.0f} "
             f"and {slow.faults:,.0f})"
         )
+    hint = (
+        f"this profile's steady figure holds in every process started with {allocator.DEPLOY_HINT}"
+        if check["profiled"] == "steady"
+        else "for one figure that holds in every process, profile with --allocator steady and "
+        f"deploy with {allocator.DEPLOY_HINT}"
+    )
     return Notice(
         "allocator-history",
         message + ": with glibc's dynamic thresholds this model's latency depends on what a "
         "process allocated before, so a deployed process may see either figure",
-        "for one figure that holds in every process, profile with --allocator steady and "
-        f"deploy with {allocator.DEPLOY_HINT}",
+        hint,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import operator
 import sys
 import traceback
 from collections.abc import Sequence
@@ -57,7 +58,7 @@ def load_model(
 def _inputs(
     spec: str,
     input_shapes: Sequence[tuple[int, ...]] | None,
-    shapes: list[tuple[int, ...]] | None,
+    shapes: Any,
     example: Any,
     batch_size: int | None,
 ) -> tuple[tuple, dict[str, Any]]:
@@ -68,8 +69,8 @@ def _inputs(
         kwargs: dict[str, Any] = {}
     elif example is not None:
         args, kwargs = _split_example(example, spec)
-    elif shapes:
-        args, kwargs = tuple(torch.randn(*s) for s in shapes), {}
+    elif shapes is not None:
+        args, kwargs = tuple(torch.randn(*s) for s in file_shapes(shapes, spec)), {}
     else:
         raise UsageError(
             f"no input for {spec}: define input_shape = (1, 3, 224, 224) or example_input "
@@ -162,7 +163,8 @@ def split_file_spec(spec: str) -> tuple[Path, str]:
     return Path(text), name
 
 
-def _from_file(spec: str) -> tuple[Any, list[tuple[int, ...]] | None, Any]:
+def _from_file(spec: str) -> tuple[Any, Any, Any]:
+    """(model, the file's input_shape as written, its example_input)."""
     path, name = split_file_spec(spec)
     try:
         exists = path.exists()
@@ -180,19 +182,25 @@ def _from_file(spec: str) -> tuple[Any, list[tuple[int, ...]] | None, Any]:
     module = _import_file(path)
     model = _pick_model(module, path, name)
     shapes = getattr(module, "input_shape", None)
-    if shapes is not None:
-        shapes = file_shapes(shapes, path)
     return model, shapes, getattr(module, "example_input", None)
 
 
-def file_shapes(value: Any, path: Path) -> list[tuple[int, ...]]:
+def file_shapes(value: Any, where: str) -> list[tuple[int, ...]]:
     """A model file's `input_shape`: one shape (a tuple of positive ints) or a list of them;
     ModelLoadError otherwise."""
 
+    def dim(d: Any) -> int | None:
+        if isinstance(d, bool):
+            return None
+        try:
+            n = operator.index(d)  # int, numpy and torch integers
+        except TypeError:
+            return None
+        return n if n > 0 else None
+
     def shape(v: Any) -> tuple[int, ...] | None:
-        ok = isinstance(v, (tuple, list)) and len(v) > 0
-        ints = ok and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in v)
-        return tuple(v) if ints else None
+        dims = [dim(d) for d in v] if isinstance(v, (tuple, list)) and v else [None]
+        return tuple(d for d in dims if d is not None) if None not in dims else None
 
     one = shape(value)
     if one is not None:
@@ -201,7 +209,7 @@ def file_shapes(value: Any, path: Path) -> list[tuple[int, ...]]:
     if all(s is not None for s in many):
         return [s for s in many if s is not None]
     raise ModelLoadError(
-        f"{path}: input_shape must be a tuple of positive ints, e.g. (1, 3, 224, 224), or a "
+        f"{where}: input_shape must be a tuple of positive ints, e.g. (1, 3, 224, 224), or a "
         f"list of them for several inputs; got {value!r}"
     )
 

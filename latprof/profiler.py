@@ -64,16 +64,17 @@ def check_model(model: Any) -> None:
         )
 
 
-def explain_failure(model: nn.Module, args: tuple, kwargs: dict, hint: str) -> ModelRunError:
+def explain_failure(model: nn.Module, args: tuple, kwargs: dict, hint: str) -> ModelRunError | None:
     """Why `model` fails on `args`/`kwargs`, from one probed pass: a ModelRunError naming the
-    leaf that failed and its input (or where outside any leaf), ending in `hint`."""
+    leaf that failed and its input (or where outside any leaf), ending in `hint`; None when
+    the probed pass runs (the failure was not the model's)."""
     timed = find_leaves(model)
     with eval_mode(model), torch.inference_mode():
         try:
             _run_probe(model, [n for n, _ in timed], [m for _, m in timed], args, kwargs, hint)
         except ModelRunError as exc:
             return exc
-    return ModelRunError(f"the model failed, then ran when probed again; {hint}")
+    return None
 
 
 def _run_probe(

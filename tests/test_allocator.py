@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from latprof import conditions
 from latprof.cli import app
 from latprof.config import ProfileConfig
-from latprof.errors import UsageError
+from latprof.errors import ModelRunError, UsageError
 from latprof.measure import allocator
 from latprof.measure.hooks import FaultProbe
 
@@ -168,6 +168,8 @@ def test_history_notice_when_two_fresh_processes_drew_different_histories() -> N
     swapped = conditions.check_dict(second, steady, "steady", [first])
     again = conditions.history_notice(swapped, [850.0] * 4, 0.0)
     assert again is not None and notice.message == again.message
+    assert "--allocator steady" not in again.hint  # already profiled that way
+    assert again.hint.startswith("this profile's steady figure holds in every process")
     # the pair furthest apart is named: this process against the slower fresh one
     own = conditions.history_notice(check, [800.0] * 4, 0.0)
     assert own is not None
@@ -320,8 +322,26 @@ def test_summary_line_shows_every_fresh_system_process() -> None:
     steady = run_of("steady", [850.0] * 4, 0.0)
     prof = SimpleNamespace(allocator_check=conditions.check_dict(first, steady, "system", [second]))
     line = allocator_line(prof)  # type: ignore[arg-type]
-    assert "system 1,000.0 µs (0 faults/pass), another system process 1,250.0 µs (2093 " in line
+    assert "system 1,000.0 µs (0 faults/pass), another system process 1,250.0 µs (2,093 " in line
     assert "vs steady 850.0 µs (0 faults/pass), steady/system 0.850" in line
     del prof.allocator_check["system_more"]  # a profile saved before the second process
     assert "another" not in allocator_line(prof)  # type: ignore[arg-type]
     assert allocator_line(SimpleNamespace(allocator_check=None)) == ""  # type: ignore[arg-type]
+
+
+@pytest.mark.real_children
+def test_a_failing_check_reaps_every_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child that cannot load the model: one clear error, and no child left running."""
+    started: list[subprocess.Popen] = []
+    real_popen = subprocess.Popen
+
+    def recording(*args: object, **kwargs: object) -> subprocess.Popen:
+        child = real_popen(*args, **kwargs)  # type: ignore[call-overload]
+        started.append(child)
+        return child
+
+    monkeypatch.setattr(conditions.subprocess, "Popen", recording)
+    request = {"model": "missing.py", "device": "cpu", "dtype": "float32", "threads": 1}
+    with pytest.raises(ModelRunError, match=r"child process failed: .*missing\.py does not exist"):
+        conditions.compare(request, passes=12, warmup=1, system_processes=2)
+    assert len(started) == 3 and all(child.returncode is not None for child in started)

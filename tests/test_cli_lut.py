@@ -138,6 +138,10 @@ def test_merge_cli_shards(tmp_path: Path) -> None:
     result = invoke("merge", *paths, "-o", str(merged))
     assert result.exit_code == 0, result.output
     assert len(pq.read_table(merged)) == 4
+    meta = json.loads(pq.read_schema(merged).metadata[b"latprof"])
+    assert meta["merged_from"] == 2 and "shard" not in meta
+    predicted = invoke("predict", good, "--lut", str(merged))
+    assert "this table carries no self-check (merged from shards" in predicted.stderr
 
 
 def test_unknown_space_lists_known() -> None:
@@ -270,7 +274,35 @@ def test_a_model_that_fails_is_exit_3_naming_the_layer(tmp_path: Path) -> None:
             result = invoke(*args)
             assert result.exit_code == 3, (args, result.output)
             assert message in result.output and "unexpected" not in result.output
-            assert "input_shape or example_input in its file" in result.output
+            assert "check the model's inputs (input_shape or example_input" in result.output
             errors = [line for line in result.output.splitlines() if "latprof: error" in line]
             assert len(errors) == 1 and errors[0].startswith("latprof: error: "), result.output
             assert "Traceback" not in result.output
+
+
+def test_a_failing_model_is_left_as_found_and_our_own_failures_stay_internal() -> None:
+    import torch
+    from torch import nn
+
+    from latprof.errors import ModelRunError
+    from latprof.lut import model_layers
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU()).train()
+    with pytest.raises(ModelRunError, match=r"layer '0' \(Linear\) failed on input 1x5"):
+        model_layers.entry_calls(model, (torch.zeros(1, 5),), {})
+    assert model.training and all(m.training for m in model.modules())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert all("forward" not in vars(m) for m in model.modules())
+
+    # a failure that is not the model's (the model runs when probed): raised as it is
+    class Flaky(nn.Module):
+        calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise KeyError("ours")
+            return x
+
+    with pytest.raises(KeyError, match="ours"):
+        model_layers.entry_calls(Flaky(), (torch.zeros(1, 4),), {})

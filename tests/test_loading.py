@@ -118,14 +118,29 @@ def test_a_bad_input_shape_in_the_file_is_one_clear_error(tmp_path: Path, value:
         load_model(str(path))
 
 
+def test_a_bad_input_shape_is_only_an_error_where_it_is_used(tmp_path: Path) -> None:
+    body = "import torch\nfrom torch import nn\nmodel = nn.Linear(4, 4)\ninput_shape = (1, None)\n"
+    bad = write(tmp_path, "m.py", body)
+    assert load_model(str(bad), [(2, 4)]).args[0].shape == (2, 4)  # --input-shape wins
+    with_example = write(tmp_path, "e.py", body + "example_input = torch.zeros(3, 4)\n")
+    assert load_model(str(with_example)).args[0].shape == (3, 4)  # example_input comes first
+    with pytest.raises(ModelLoadError, match="input_shape must be a tuple of positive ints"):
+        load_model(str(bad))
+
+
 @pytest.mark.parametrize(
     ("value", "shapes"),
-    [("(1, 4)", [(1, 4)]), ("[1, 4]", [(1, 4)]), ("[(1, 4), (2, 4)]", [(1, 4), (2, 4)])],
+    [
+        ("(1, 4)", [(1, 4)]),
+        ("[1, 4]", [(1, 4)]),
+        ("[(1, 4), (2, 4)]", [(1, 4), (2, 4)]),
+        ("(torch.tensor(1).item(), torch.Size([4])[0])", [(1, 4)]),
+        ("tuple(torch.tensor([1, 4]).numpy())", [(1, 4)]),  # numpy integers
+    ],
 )
 def test_input_shape_forms_in_the_file(tmp_path: Path, value: str, shapes: list) -> None:
-    path = write(
-        tmp_path, "m.py", f"from torch import nn\nmodel = nn.Linear(4, 4)\ninput_shape = {value}\n"
-    )
+    text = f"import torch\nfrom torch import nn\nmodel = nn.Linear(4, 4)\ninput_shape = {value}\n"
+    path = write(tmp_path, "m.py", text)
     assert [tuple(a.shape) for a in load_model(str(path)).args] == shapes
 
 

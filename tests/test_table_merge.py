@@ -126,6 +126,10 @@ def test_a_profile_from_a_newer_latprof_is_refused(tmp_path: Path) -> None:
         FileFormatError, match=r"format_version 2, newer than this latprof reads \(1\)"
     ):
         load(path)
+    for odd in ("2", 1.0, True, 0):
+        path.write_text(json.dumps({"kind": "profile", "format_version": odd, "layers": []}))
+        with pytest.raises(FileFormatError, match="unknown format_version"):
+            load(path)
 
 
 CHECK = {"k": 20, "population": "random", "kendall_tau": 0.9, "seed": 1}

@@ -288,9 +288,12 @@ def expand_multi(argv: list[str]) -> list[str]:
 def one_line_usage_error(exc: Any) -> None:
     """click's usage errors (unknown option, bad value, missing argument) as one line on
     stderr, like latprof's own, instead of a multi-line panel."""
-    message = " ".join(exc.format_message().split())
-    if not message:  # no arguments at all: the help was the answer
+    if type(exc).__name__ == "NoArgsIsHelpError":  # no arguments: the help is the answer
+        text = exc.format_message()  # empty when rich has printed the help already
+        if text.strip():
+            sys.stderr.write(text.rstrip() + "\n")
         return
+    message = " ".join(exc.format_message().split())
     ctx = getattr(exc, "ctx", None)
     where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
     sys.stderr.write(f"latprof: error: {message}{where}\n")
@@ -335,7 +338,7 @@ def main() -> NoReturn:
         run_cli()
     except SystemExit as exc:
         code = exit_code(exc.code)
-    else:  # pragma: no cover - click's standalone mode always raises SystemExit
+    else:  # pragma: no cover - run_cli always raises SystemExit
         code = 0
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -71,8 +71,9 @@ AllocatorCheckOpt = Annotated[
     bool | None,
     typer.Option(
         "--allocator-check/--no-allocator-check",
-        help="Also time end-to-end passes under the other allocator condition (in a child "
-        "process, interleaved). Default: on for CPU, off for CUDA.",
+        help="Also time end-to-end passes under both allocator conditions in fresh child "
+        "processes (two system, one steady; rounds interleaved). Default: on for CPU, off for "
+        "CUDA.",
     ),
 ]
 SavedFileArg = Annotated[

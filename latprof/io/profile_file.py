@@ -165,7 +165,9 @@ def _parquet_rows(p: Profile) -> list[dict[str, Any]]:
 def check_format_version(meta: dict[str, Any], newest: int, source: str) -> None:
     """FileFormatError when a file was written in a newer format than this latprof reads."""
     version = meta.get("format_version", 1)
-    if not isinstance(version, int) or version > newest:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise FileFormatError(f"{source}: unknown format_version {version!r} in its metadata")
+    if version > newest:
         raise FileFormatError(
             f"{source} has format_version {version!r}, newer than this latprof reads "
             f"({newest}); upgrade latprof to read it"

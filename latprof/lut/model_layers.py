@@ -26,7 +26,7 @@ from latprof.measure.device import eval_mode
 from latprof.measure.hooks import ROOT_NAME, find_leaves, hooked
 from latprof.profiler import explain_failure
 
-FILE_HINT = "check the model's input (input_shape or example_input in its file)"
+INPUT_HINT = "check the model's inputs (input_shape or example_input in a model file; --batch-size)"
 
 Shapes = list[tuple[tuple[int, ...], torch.dtype]]
 
@@ -106,7 +106,10 @@ def entry_calls(
     except Exception as exc:  # the user's forward may raise anything
         if is_out_of_memory(exc):
             raise out_of_memory(exc, "in the model's forward") from exc
-        raise explain_failure(model, args, kwargs, FILE_HINT) from exc
+        failure = explain_failure(model, args, kwargs, INPUT_HINT)
+        if failure is None:  # the model runs: the failure was ours, not the model's
+            raise
+        raise failure from exc
     return calls
 
 

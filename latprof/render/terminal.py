@@ -235,7 +235,7 @@ def allocator_line(p: Profile) -> str:
         return ""
 
     def figure(run: dict[str, Any]) -> str:
-        return f"{us(run['median_us'])} µs ({run['faults_per_pass']:.0f} faults/pass)"
+        return f"{us(run['median_us'])} µs ({run['faults_per_pass']:,.0f} faults/pass)"
 
     system = f"system {figure(check['system'])}" + "".join(
         f", another system process {figure(run)}" for run in check.get("system_more", [])
