@@ -67,6 +67,10 @@ def test_compare_bad_input(tiny_lut: Path, tmp_path: Path) -> None:
     assert other.exit_code == 2 and "is a table of space 'tiny', not 'uboost'" in other.stderr
     bad = invoke("compare", "--space", str(TINY), "--plot", str(tmp_path / "p.jpg"))
     assert bad.exit_code == 2 and "write a .png file" in bad.stderr
+    details = invoke("compare", "--space", str(TINY), "--details", str(tmp_path / "d.xyz"))
+    assert details.exit_code == 2 and "--details" in details.stderr
+    assert "unknown extension '.xyz'; use .csv" in details.stderr
+    assert "--format" not in details.stderr  # --format names the main output's format only
 
 
 def test_plot_is_a_png(tmp_path: Path) -> None:

@@ -42,9 +42,10 @@ def resolve_formats(
 
     file_fmt = fmt or EXTENSIONS.get(out.suffix.lower())
     if file_fmt is None:
+        named = ", or name the format with --format" if option == "-o" else ""
         raise UsageError(
             f"{option} {out}: unknown extension {out.suffix or '(none)'!r}; use .csv, .json, "
-            ".md, .markdown, .txt or .parquet, or name the format with --format"
+            f".md, .markdown, .txt or .parquet{named}"
         )
     check_writable(out, option)
     return ("table" if stdout_is_terminal() else None), file_fmt
