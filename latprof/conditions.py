@@ -236,15 +236,24 @@ def _spread(*runs: tuple[list[float], float]) -> float:
 
 
 def notice_of(check: dict[str, Any]) -> Notice | None:
-    """A notice when the two conditions differ beyond the noise, else None."""
+    """A notice when the two conditions differ beyond the noise and in page faults, else None.
+
+    The noise is the larger of the passes' spread and how far the two fresh system processes
+    ran apart while drawing the same history (same faults): processes running the same code
+    differ that much on this machine for no reason of the allocator's. Without a page-fault
+    difference the allocator has no way to change the latency, so a gap is not its."""
     from latprof.records import Notice
 
     system, steady = check["system"], check["steady"]
     spread = _spread(
         (system["samples_us"], system["median_us"]), (steady["samples_us"], steady["median_us"])
     )
+    first = _process(system)
+    for other in map(_process, check.get("system_more", [])):
+        if other.median_us and not _faults_apart(first, other):
+            spread = max(spread, abs(other.median_us / first.median_us - 1))
     gain = 1 - steady["median_us"] / system["median_us"]
-    if abs(gain) <= spread:
+    if abs(gain) <= spread or not _faults_apart(first, _process(steady)):
         return None
     figures = (
         f"{steady['median_us']:,.1f} µs vs {system['median_us']:,.1f} µs median in fresh "
@@ -277,7 +286,7 @@ def history_notice(
     from latprof.records import Notice
 
     fresh = [
-        _Process(run["samples_us"], run["median_us"], run["faults_per_pass"])
+        _process(run)
         for run in [check["system"], *check.get("system_more", [])]
         if run["median_us"]
     ]
@@ -327,9 +336,16 @@ class _Process:
     faults: float
 
 
+def _process(run: dict[str, Any]) -> _Process:
+    return _Process(run["samples_us"], run["median_us"], run["faults_per_pass"])
+
+
+def _faults_apart(a: _Process, b: _Process) -> bool:
+    """Page faults per pass apart by more than HISTORY_FAULTS and 20 % of the larger count."""
+    return abs(a.faults - b.faults) > max(HISTORY_FAULTS, 0.2 * max(a.faults, b.faults))
+
+
 def _histories_apart(a: _Process, b: _Process) -> bool:
-    """Medians apart beyond both sides' noise, and page faults apart by more than
-    HISTORY_FAULTS and 20 % of the larger count."""
+    """Medians apart beyond both sides' noise, and page faults apart."""
     spread = _spread((a.samples_us, a.median_us), (b.samples_us, b.median_us))
-    faults = abs(a.faults - b.faults) > max(HISTORY_FAULTS, 0.2 * max(a.faults, b.faults))
-    return faults and abs(a.median_us / b.median_us - 1) > spread
+    return _faults_apart(a, b) and abs(a.median_us / b.median_us - 1) > spread
