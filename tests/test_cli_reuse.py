@@ -207,3 +207,17 @@ def test_arch_table_drops_columns_instead_of_cutting_names() -> None:
     zoo = CliRunner().invoke(app, ["zoo", "-f", "table"], env={"COLUMNS": "80"})
     assert "input_shape" in zoo.stdout and "description" in zoo.stdout
     assert "dropped" not in zoo.stdout
+
+
+def test_fitting_counts_a_text_column_at_its_squeezed_width() -> None:
+    from latprof.render.terminal import Column, fit_columns, table_width
+
+    name = Column("name", ["a" * 10])
+    text = Column("description", ["word " * 20], wraps=True, squeeze=30)
+    number = Column("n", ["12345"], drop=0)
+    assert (text.full, text.fit, number.fit) == (100, 30, 5)
+    assert table_width([name, text, number]) == 10 + 30 + 5 + 3 * 3 + 1
+    kept, dropped = fit_columns([name, text, number], 55)
+    assert (kept, dropped) == ([name, text, number], [])  # 55 fits once the text wraps
+    kept, dropped = fit_columns([name, text, number], 54)
+    assert (kept, dropped) == ([name, text], [number])

@@ -59,30 +59,27 @@ def emit_rows(rows: list[dict[str, Any]], fmt: str | None, title: str) -> None:
     """Flat rows to stdout: a rich table on a terminal, CSV on a pipe, or `fmt`."""
     fmt = fmt or ("table" if stdout_is_terminal() else "csv")
     if fmt == "table":
-        from latprof.render.terminal import WIDEN, Column, laid_out
+        from latprof.render.terminal import Column, laid_out
         from latprof.render.text import cell
 
         names = list(rows[0]) if rows else []
         cells = {name: [cell(r.get(name)) for r in rows] for name in names}
-        # the first column (it names the row) and text columns wrap; the others are shown
-        # whole, and dropped from the right while the table does not fit
+        # the first column names the row and text columns wrap; the others are shown whole
+        # and dropped from the right while the table does not fit
+        text = {n for i, n in enumerate(names) if i and any(" " in c for c in cells[n])}
         columns = [
-            Column(name, cells[name], "left", wraps=i == 0 or any(" " in c for c in cells[name]))
+            Column(
+                name,
+                cells[name],
+                "left",
+                drop=None if i == 0 or name in text else len(names) - i,
+                wraps=i == 0 or name in text,
+                squeeze=30 if name in text else None,
+            )
             for i, name in enumerate(names)
         ]
         out = console()
-        kept = list(columns)
-        droppable = [c for c in reversed(columns) if not c.wraps]
-        while (
-            droppable
-            and sum(min(c.full, 30) if c.wraps else c.full for c in kept) + 3 * len(kept) + 1
-            > out.width
-        ):
-            kept.remove(droppable.pop(0))
-        out.print(laid_out(title, kept))
-        if len(kept) < len(columns):
-            dropped = ", ".join(c.header for c in columns if c not in kept)
-            out.print(f"columns dropped for width: {dropped}; {WIDEN}")
+        out.print(laid_out(title, columns, width=out.width))
         return
     if fmt not in ("csv", "markdown", "json"):
         raise UsageError(

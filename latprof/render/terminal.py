@@ -59,15 +59,21 @@ class Column:
     drop: int | None = None
     wraps: bool = False
     label: str = ""  # its name in the "columns dropped" line, when the header is empty
+    squeeze: int | None = None  # a text column: counted this narrow (it wraps) when fitting
 
     @property
     def full(self) -> int:
         return max([cell_len(self.header), *(cell_len(c) for c in self.cells)])
 
+    @property
+    def fit(self) -> int:
+        """The width it needs: whole, or at most `squeeze` for a text column."""
+        return min(self.full, self.squeeze) if self.squeeze else self.full
+
 
 def table_width(columns: list[Column]) -> int:
     """Characters of a table of these columns, every cell whole (edges, borders, padding)."""
-    return sum(c.full for c in columns) + 3 * len(columns) + 1
+    return sum(c.fit for c in columns) + 3 * len(columns) + 1
 
 
 def fit_columns(columns: list[Column], width: int | None) -> tuple[list[Column], list[Column]]:
