@@ -73,6 +73,10 @@ def test_resume_existing_and_refuse_overwrite(tmp_path: Path) -> None:
     more = invoke("build-lut", "--models", good, shared, *FAST, "-o", str(out), "--resume")
     assert more.exit_code == 2
     assert f"{out} is a layer table of {good}, not of {good}, {shared}" in more.stderr
+    both = tmp_path / "both.parquet"
+    assert invoke("build-lut", "--models", good, shared, *FAST, "-o", str(both)).exit_code == 0
+    swapped = invoke("build-lut", "--models", shared, good, *FAST, "-o", str(both), "--resume")
+    assert swapped.exit_code == 0 and "(0 measured, 6 reused)" in swapped.stdout  # any order
     missing = invoke("predict", shared, "--lut", str(out))
     assert missing.exit_code == 2 and "entries are not in" in missing.stderr
     assert "pass --measure-misses, or build a table with --models" in missing.stderr
