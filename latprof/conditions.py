@@ -250,7 +250,7 @@ def notice_of(check: dict[str, Any]) -> Notice | None:
     )
     first = _process(system)
     for other in map(_process, check.get("system_more", [])):
-        if other.median_us and not _faults_apart(first, other):
+        if other.median_us and first.median_us and not _faults_apart(first, other):
             spread = max(spread, abs(other.median_us / first.median_us - 1))
     gain = 1 - steady["median_us"] / system["median_us"]
     if abs(gain) <= spread or not _faults_apart(first, _process(steady)):
