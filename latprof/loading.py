@@ -62,15 +62,15 @@ def _inputs(
     example: Any,
     batch_size: int | None,
 ) -> tuple[tuple, dict[str, Any]]:
-    import torch
+    from latprof.measure.device import random_input
 
     if input_shapes:
-        args: tuple = tuple(torch.randn(*s) for s in input_shapes)
+        args: tuple = tuple(random_input(*s) for s in input_shapes)
         kwargs: dict[str, Any] = {}
     elif example is not None:
         args, kwargs = _split_example(example, spec)
     elif shapes is not None:
-        args, kwargs = tuple(torch.randn(*s) for s in file_shapes(shapes, spec)), {}
+        args, kwargs = tuple(random_input(*s) for s in file_shapes(shapes, spec)), {}
     else:
         raise UsageError(
             f"no input for {spec}: define input_shape = (1, 3, 224, 224) or example_input "

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from latprof.errors import LatprofError, ModelRunError
 
@@ -418,9 +419,16 @@ def _deepcopy(model: nn.Module) -> nn.Module:
     try:
         return copy.deepcopy(model)
     except Exception as exc:
-        raise LatprofError(
-            f"cannot deep-copy the model to count MACs ({type(exc).__name__}: {exc}); "
+        lazy = any(map(is_lazy, model.parameters()))
+        fix = (
             "lazy modules must be initialised by one forward pass first"
+            if lazy
+            else "MACs are counted on a copy so that the model is left as found: make its "
+            "attributes copyable (e.g. hold locks and files outside the module)"
+        )
+        raise LatprofError(
+            f"cannot deep-copy the model to count MACs ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); {fix}"
         ) from exc
 
 

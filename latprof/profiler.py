@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from latprof import env as envmod
 from latprof.aten_ops import MacCounter, count_macs, time_ops
 from latprof.config import ProfileConfig
-from latprof.errors import ModelRunError, UsageError, is_out_of_memory, out_of_memory
+from latprof.errors import (
+    LatprofError,
+    ModelRunError,
+    UsageError,
+    is_out_of_memory,
+    out_of_memory,
+)
 from latprof.macs import LayerCost, count_layer_costs
 from latprof.measure import allocator
 from latprof.measure.clocks import Clock, clock_for
@@ -49,6 +57,19 @@ from latprof.profile_notices import launch_bound_notice, notices_for
 from latprof.records import LayerRecord, ModuleRecord, Notice, Profile
 
 
+@contextmanager
+def _failures(during: str) -> Iterator[None]:
+    """The user's forward failing here: a ModelRunError (or out-of-memory error) saying when."""
+    try:
+        yield
+    except LatprofError:
+        raise
+    except Exception as exc:  # the user's forward may raise anything
+        if is_out_of_memory(exc):
+            raise out_of_memory(exc, during) from exc
+        raise ModelRunError(f"the model failed {during}: {type(exc).__name__}: {exc}") from exc
+
+
 def check_model(model: Any) -> None:
     if type(model).__name__ == "OptimizedModule" or hasattr(model, "_orig_mod"):
         raise UsageError(
@@ -61,6 +82,12 @@ def check_model(model: Any) -> None:
         raise UsageError(
             "the model is a TorchScript module, which has no per-layer hooks; "
             "profile the eager nn.Module it was scripted from"
+        )
+    lazy = [n for n, m in model.named_modules() if any(map(is_lazy, m.parameters(False)))]
+    if lazy:
+        raise UsageError(
+            f"the model has lazy modules not initialised yet ({', '.join(lazy[:3])}); run one "
+            "forward pass on an input first (profiling would change the model)"
         )
 
 
@@ -138,9 +165,11 @@ def profile(
     allocator of the whole process for the rest of its life (glibc cannot undo it)."""
     config = config or ProfileConfig()
     kwargs = kwargs or {}
-    allocator.apply(config.allocator)
+    if isinstance(args, torch.Tensor):  # one input given bare, not as a tuple
+        args = (args,)
     check_model(model)
     check_device(config.device)
+    allocator.apply(config.allocator)  # only once the call is known to go ahead
     dtype = DTYPES[config.dtype]
     with (
         threads(config.threads),
@@ -197,32 +226,34 @@ def profile(
                         raise out_of_memory(exc, "during the timed passes") from exc
                     raise ModelRunError(f"the model failed during the timed passes: {exc}") from exc
                 launch_bound = _launch_share(clock, before)
-                e2e_faults = plain_faults(lambda: model(*args, **kwargs), fault_counter)
-                faults = FaultProbe(called, fault_counter)
-                with faults.attached():
-                    model(*args, **kwargs)
-                ops = (
-                    time_ops(
-                        model,
-                        args,
-                        kwargs,
-                        target,
-                        clock,
-                        config.trials,
-                        bias,
-                        config.device,
-                        config.op_module or "",
+                with _failures("after the timed passes (page faults, aten ops)"):
+                    e2e_faults = plain_faults(lambda: model(*args, **kwargs), fault_counter)
+                    faults = FaultProbe(called, fault_counter)
+                    with faults.attached():
+                        model(*args, **kwargs)
+                    ops = (
+                        time_ops(
+                            model,
+                            args,
+                            kwargs,
+                            target,
+                            clock,
+                            config.trials,
+                            bias,
+                            config.device,
+                            config.op_module or "",
+                        )
+                        if target is not None
+                        else None
                     )
-                    if target is not None
-                    else None
-                )
             # after the timed passes: counting works on copies whose memory would otherwise
             # be in the heap the timed passes run in (2-5 % slower passes on zoo:cnn)
             leaf_names = [
                 _qualified(names[i]) for i, is_leaf in zip(order, leaf, strict=True) if is_leaf
             ]
-            costs = count_layer_costs(model, args, kwargs, leaves=leaf_names)
-            aten = count_macs(model, args, kwargs, called)
+            with _failures("while counting MACs"):
+                costs = count_layer_costs(model, args, kwargs, leaves=leaf_names)
+                aten = count_macs(model, args, kwargs, called)
     layers, containers, untimed = _records(
         [names[i] for i in order], called, probe, order, result, faults, costs, aten
     )

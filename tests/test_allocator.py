@@ -365,3 +365,15 @@ def test_a_failing_check_reaps_every_child(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(ModelRunError, match=r"child process failed: .*missing\.py does not exist"):
         conditions.compare(request, passes=12, warmup=1, system_processes=2)
     assert len(started) == 3 and all(child.returncode is not None for child in started)
+
+
+def test_a_rejected_profile_leaves_the_allocator_untouched() -> None:
+    code = (
+        "import torch; from latprof.profiler import profile; from latprof.config import "
+        "ProfileConfig; from latprof.measure import allocator\n"
+        "try:\n    profile(torch.jit.script(torch.nn.ReLU()), (torch.zeros(2),), "
+        "config=ProfileConfig(warmup=1, trials=2, allocator='steady'))\n"
+        "except Exception as exc:\n    print(type(exc).__name__)\n"
+        "print(allocator.setting())"
+    )
+    assert run(code).splitlines() == ["UsageError", "default"]

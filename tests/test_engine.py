@@ -607,3 +607,64 @@ def test_uncalled_leaves_notice() -> None:
     [notice] = [n for n in prof.notices if n.kind == "uncalled"]
     assert notice.message == ("2 leaf module(s) were never called in the forward pass; not listed")
     assert [layer.name for layer in prof.layers] == ["c1", "a1", "shared"]
+
+
+class FailsOnCall(nn.Module):
+    """Fails on its k-th forward call (a user model that misbehaves late)."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.k, self.n = k, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.n += 1
+        if self.n == self.k:
+            raise RuntimeError(f"fail at call {self.n}")
+        return self.fc(x)
+
+
+def test_a_model_failing_in_any_pass_is_a_model_run_error() -> None:
+    """Also in the passes after the timed ones (page faults, MAC counting)."""
+    config = ProfileConfig(warmup=1, trials=3, threads=1)
+    calls = FailsOnCall(0)
+    profile(calls, (torch.ones(2, 4),), config=config)
+    seen = calls.n
+    for k in range(1, seen + 1):
+        model = FailsOnCall(k)
+        with pytest.raises(ModelRunError, match=f"fail at call {k}"):
+            profile(model, (torch.ones(2, 4),), config=config)
+        assert model.training and "forward" not in vars(model.fc)
+
+
+def test_one_bare_tensor_is_one_input_and_lazy_modules_are_refused() -> None:
+    config = ProfileConfig(warmup=1, trials=2, threads=1)
+    bare = profile(nn.Bilinear(4, 4, 2), (torch.ones(2, 4), torch.ones(2, 4)), config=config)
+    assert bare.input_shapes == ["2x4", "2x4"]
+    assert profile(nn.Linear(4, 4), torch.ones(2, 4), config=config).input_shapes == ["2x4"]
+    lazy = nn.Sequential(nn.Linear(4, 4), nn.LazyLinear(2))
+    with pytest.raises(UsageError, match=r"lazy modules not initialised yet \(1\)"):
+        profile(lazy, (torch.ones(2, 4),), config=config)
+    assert type(lazy[1]).__name__ == "LazyLinear"  # not materialised
+
+
+def test_a_model_that_cannot_be_copied_is_a_clear_error() -> None:
+    import threading
+
+    class NoCopy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.lock = threading.Lock()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x)
+
+    from latprof.errors import LatprofError
+
+    config = ProfileConfig(warmup=1, trials=2, threads=1)
+    with pytest.raises(LatprofError, match="make its attributes copyable"):
+        profile(NoCopy(), (torch.ones(2, 4),), config=config)
+    converting = ProfileConfig(warmup=1, trials=2, threads=1, dtype="bfloat16")
+    with pytest.raises(UsageError, match=r"cannot copy the model to move it to cpu/bfloat16"):
+        profile(NoCopy(), (torch.ones(2, 4),), config=converting)

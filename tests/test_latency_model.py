@@ -193,3 +193,18 @@ def test_expected_latency_builds_the_model_once_per_space(monkeypatch: pytest.Mo
     other = tiny_space()  # the same space, another object: a new model
     expected_latency(table, alpha, space=other)
     assert built == [space, other]
+
+
+def test_predict_finds_a_toml_space_through_the_table() -> None:
+    """A derived arch of a TOML space names the space, not its file: the table knows it."""
+    from latprof import predict
+
+    space = get_space(DEEP)
+    table = table_of(space, DEEP_TIMES, None)
+    table.meta["space_file"] = str(DEEP.resolve())
+    arch = latency_model(table, space).derive(latency_model(table, space).init_alpha())
+    assert arch.space == space.name == table.meta["space"]
+    assert predict(table, arch).total_us == predict(table, arch, space=space).total_us > 0
+    del table.meta["space_file"]  # a table that does not know its file
+    with pytest.raises(SpaceError, match="unknown space"):
+        predict(table, arch)

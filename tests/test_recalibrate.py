@@ -380,3 +380,13 @@ def test_a_resumed_build_that_refits_drops_the_saved_factor(tiny_lut: Path, tmp_
     refit = invoke(*args, "--fit", "3", "--self-check", "0")
     assert refit.exit_code == 0, refit.stderr
     assert "recalibration" not in LatencyTable.load(out).meta  # against the old fit: dropped
+
+
+def test_measuring_leaves_the_callers_random_state_alone(tiny_lut: Path) -> None:
+    """Inputs of measured networks come from a generator of their own (python-api promise)."""
+    import torch
+
+    table = LatencyTable.load(tiny_lut)
+    before = torch.random.get_rng_state().clone()
+    recalibrate(table, 2)
+    assert torch.equal(before, torch.random.get_rng_state())

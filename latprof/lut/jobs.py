@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from latprof.errors import UsageError
+from latprof.measure.device import random_input
 from latprof.space.ops import OPS
 
 
@@ -112,7 +113,7 @@ def entry_jobs(entries: Iterable[Any], batch: int, dtype: str) -> list[Job]:
                     "signature": "",
                     "input_shape": "x".join(map(str, shape)),
                 },
-                make=lambda e=entry, s=shape: (e.build(), (torch.randn(*s),)),
+                make=lambda e=entry, s=shape: (e.build(), (random_input(*s),)),
             )
         )
     return jobs
@@ -153,7 +154,7 @@ def layer_job(
 
     def make() -> tuple[nn.Module, tuple]:
         args = tuple(
-            torch.randn(*s) if d.is_floating_point else torch.zeros(*s, dtype=d) for s, d in shapes
+            random_input(*s) if d.is_floating_point else torch.zeros(*s, dtype=d) for s, d in shapes
         )
         return copy.deepcopy(clone), args
 
@@ -176,7 +177,7 @@ class TensorSpec:
 
     def build(self) -> torch.Tensor:
         if self.dtype.is_floating_point:
-            return torch.randn(*self.shape, dtype=self.dtype)
+            return random_input(*self.shape, dtype=self.dtype)
         return torch.zeros(*self.shape, dtype=self.dtype)
 
     def text(self) -> str:

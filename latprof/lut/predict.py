@@ -94,6 +94,11 @@ def table_space(table: LatencyTable, arch: Arch, space: SearchSpace | None) -> S
             "this lookup table was built from models (--models), not a search space; "
             "predict a model with it instead of an architecture"
         )
+    meta = table.meta
+    if space is None and meta.get("space_file") and arch.space in (meta["space"], None):
+        from latprof.space.builtin import space_of_table
+
+        space = space_of_table(meta)  # a TOML space: the file the table was built from
     space = space_of(arch, space)
     want = table.meta.get("space_hash")
     if not table.is_for_space(space):

@@ -19,7 +19,7 @@ from latprof.lut.table import LatencyTable
 from latprof.macs import count_layer_costs
 from latprof.measure import allocator
 from latprof.measure.clocks import Clock, clock_for
-from latprof.measure.device import DTYPES, eval_mode, measuring, place, prepare_model
+from latprof.measure.device import DTYPES, eval_mode, measuring, place, prepare_model, random_input
 from latprof.measure.runner import time_plain
 from latprof.space import arch as archmod
 from latprof.stats import Stats, summarize
@@ -144,7 +144,7 @@ def prediction_for(
 
     def network() -> Network:
         shape = archmod.input_shape(arch, None, int(table.meta["batch"]))
-        return archmod.build_module(arch), (torch.randn(*shape),), {}
+        return archmod.build_module(arch), (random_input(*shape),), {}
 
     return pred, network
 

@@ -87,6 +87,11 @@ def model_devices(model: nn.Module) -> dict[str, str]:
     return found
 
 
+def random_input(*shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A standard-normal tensor from a generator of its own: the caller's RNG is untouched."""
+    return torch.randn(*shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
+
+
 def prepare_model(model: nn.Module, device: str, dtype: torch.dtype) -> nn.Module:
     """The model itself when already on device/dtype, else a converted deep copy."""
     model_devices(model)
@@ -98,7 +103,17 @@ def prepare_model(model: nn.Module, device: str, dtype: torch.dtype) -> nn.Modul
         and (not t.is_floating_point() or t.dtype == dtype)
         for t in tensors
     )
-    return model if same else copy.deepcopy(model).to(device=device, dtype=dtype)
+    if same:
+        return model
+    try:
+        work = copy.deepcopy(model)
+    except Exception as exc:  # an attribute that cannot be copied (a lock, a file)
+        raise UsageError(
+            f"cannot copy the model to move it to {device}/{str(dtype).replace('torch.', '')} "
+            f"({type(exc).__name__}: {exc}); convert it yourself first "
+            "(model.to(device, dtype)), then profile it"
+        ) from exc
+    return work.to(device=device, dtype=dtype)
 
 
 def device_context(device: str) -> Any:

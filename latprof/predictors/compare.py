@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from latprof import rank_metrics as metrics
 from latprof.errors import UsageError
 from latprof.lut.measurement import Tick
+from latprof.measure.device import random_input
 from latprof.predictors import describe, make
 from latprof.space import arch as archmod
 
@@ -80,7 +79,7 @@ def compare(
     networks = []
     for arch in archs:
         net = archmod.build_module(arch, space)
-        x = torch.randn(*archmod.input_shape(arch, space, batch))
+        x = random_input(*archmod.input_shape(arch, space, batch))
         layers = describe(net, (x,), dtype_bytes=dtype_bytes)
         record: dict[str, Any] = {"arch": arch.name}
         for name, fn in funcs.items():
