@@ -208,3 +208,11 @@ def test_predict_finds_a_toml_space_through_the_table() -> None:
     del table.meta["space_file"]  # a table that does not know its file
     with pytest.raises(SpaceError, match="unknown space"):
         predict(table, arch)
+
+
+def test_predict_on_a_layer_table_says_what_it_is() -> None:
+    from latprof import predict
+
+    table = LatencyTable({"kind": "lut", "source": "models", "models": ["zoo:cnn"]})
+    with pytest.raises(SpaceError, match="built from models .*predict_model"):
+        predict(table, "zoo:cnn")

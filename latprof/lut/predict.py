@@ -183,6 +183,12 @@ def predict(
     """:func:`predict_arch` for an Arch, ``zoo:NAME`` or an arch .json/.toml file."""
     from latprof.space.arch import load
 
+    if table.meta.get("source") == "models":
+        raise SpaceError(
+            "this lookup table was built from models (--models), not a search space; "
+            "predict a model with it: latprof.lut.predict.predict_model, or `latprof predict "
+            "MODEL --lut TABLE`"
+        )
     if isinstance(arch, str | Path):
         arch = load(str(arch))
     return predict_arch(table, arch, space, on_miss, exact)
