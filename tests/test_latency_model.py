@@ -214,5 +214,5 @@ def test_predict_on_a_layer_table_says_what_it_is() -> None:
     from latprof import predict
 
     table = LatencyTable({"kind": "lut", "source": "models", "models": ["zoo:cnn"]})
-    with pytest.raises(SpaceError, match=r"built from models .*predict_model"):
+    with pytest.raises(SpaceError, match=r"built from models \(--models\), not a search space"):
         predict(table, "zoo:cnn")

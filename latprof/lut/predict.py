@@ -186,8 +186,7 @@ def predict(
     if table.meta.get("source") == "models":
         raise SpaceError(
             "this lookup table was built from models (--models), not a search space; "
-            "predict a model with it: latprof.lut.predict.predict_model, or `latprof predict "
-            "MODEL --lut TABLE`"
+            "predict a model with it instead of an architecture"
         )
     if isinstance(arch, str | Path):
         arch = load(str(arch))
