@@ -26,6 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from latprof.measure.clocks import Clock
+from latprof.measure.device import torch_imports_undone
 from latprof.measure.hooks import wrapped_forwards
 
 aten = torch.ops.aten
@@ -115,7 +116,7 @@ class _ModuleStack(TorchDispatchMode):
     @contextmanager
     def attached(self) -> Iterator[None]:
         pairs = [(m, self._tracked(i, m.forward)) for i, m in enumerate(self.modules)]
-        with wrapped_forwards(pairs), self, torch.no_grad():
+        with torch_imports_undone(), wrapped_forwards(pairs), self, torch.no_grad():
             yield
 
 

@@ -39,6 +39,7 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from latprof.errors import LatprofError, ModelRunError
+from latprof.measure.device import torch_imports_undone
 
 with warnings.catch_warnings():
     # thop imports distutils.version (DeprecationWarning on 3.11, needs setuptools on 3.12+).
@@ -434,7 +435,7 @@ def _deepcopy(model: nn.Module) -> nn.Module:
 
 def _run(model: nn.Module, args: tuple, kwargs: dict) -> None:
     try:
-        with torch.no_grad():
+        with torch_imports_undone(), torch.no_grad():
             model(*args, **kwargs)
     except Exception as exc:
         raise ModelRunError(
@@ -560,6 +561,6 @@ def flop_counter_total(model: nn.Module, args: tuple, kwargs: dict | None = None
     args = args if isinstance(args, tuple) else (args,)
     work = _deepcopy(model)
     work.eval()
-    with FlopCounterMode(display=False) as counter:
+    with torch_imports_undone(), FlopCounterMode(display=False) as counter:
         _run(work, args, kwargs or {})
     return int(counter.get_total_flops())

@@ -377,3 +377,16 @@ def test_a_rejected_profile_leaves_the_allocator_untouched() -> None:
         "print(allocator.setting())"
     )
     assert run(code).splitlines() == ["UsageError", "default"]
+
+
+def test_profile_leaves_environment_and_warnings_filters_as_found() -> None:
+    """torch's lazy imports on the first dispatch mode set TORCHINDUCTOR_CACHE_DIR and add a
+    warnings filter; a fresh process shows whether profile() undoes them."""
+    code = (
+        "import os, warnings, torch; from latprof import profile, ProfileConfig\n"
+        "env, filters = dict(os.environ), list(warnings.filters)\n"
+        "profile(torch.nn.Linear(4, 4), torch.ones(1, 4), "
+        "config=ProfileConfig(warmup=1, trials=2, threads=1))\n"
+        "print(sorted(set(os.environ) - set(env)), len(warnings.filters) - len(filters))"
+    )
+    assert run(code) == "[] 0"

@@ -4,6 +4,8 @@ threads for a block, the CUDA device context and the CUDA conditions (TF32, cudn
 from __future__ import annotations
 
 import copy
+import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -85,6 +87,20 @@ def model_devices(model: nn.Module) -> dict[str, str]:
             "to one device, or profile its parts separately"
         )
     return found
+
+
+@contextmanager
+def torch_imports_undone() -> Iterator[None]:
+    """Undo what torch's lazy imports do to the process the first time a dispatch mode or
+    FLOP counter runs (TORCHINDUCTOR_CACHE_DIR set, a warnings filter added): environment
+    variables that appear inside are removed, the warnings filters restored."""
+    before = set(os.environ)
+    try:
+        with warnings.catch_warnings():
+            yield
+    finally:
+        for name in set(os.environ) - before:
+            del os.environ[name]
 
 
 def random_input(*shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
