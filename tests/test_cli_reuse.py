@@ -221,3 +221,27 @@ def test_fitting_counts_a_text_column_at_its_squeezed_width() -> None:
     assert (kept, dropped) == ([name, text, number], [])  # 55 fits once the text wraps
     kept, dropped = fit_columns([name, text, number], 54)
     assert (kept, dropped) == ([name, text], [number])
+
+
+def test_predicts_end_to_end_check_takes_at_least_the_build_trials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table built with 3 trials: predict's one-off measurement of the model still takes
+    20 passes (a 5-trial table's figure swung 1,063-2,187 µs for a new user)."""
+    from latprof.lut import validate as val
+
+    models = Path(__file__).parent / "models"
+    out = tmp_path / "t.parquet"
+    args = ["build-lut", "--models", str(models / "good.py"), "--trials", "3", "--warmup", "1"]
+    assert invoke(*args, "--threads", "1", "-o", str(out)).exit_code == 0
+    seen = []
+    real = val.measure_end_to_end
+
+    def spy(module, a, k, settings):  # type: ignore[no-untyped-def]
+        seen.append(settings.trials)
+        return real(module, a, k, settings)
+
+    monkeypatch.setattr(val, "measure_end_to_end", spy)
+    result = invoke("predict", str(models / "good.py"), "--lut", str(out), "-f", "csv")
+    assert result.exit_code == 0, result.output
+    assert seen == [20]

@@ -237,7 +237,7 @@ def predict_cmd(
 
 def _predict_line(table: Any, target: str, pred: Any, network: Any) -> str:
     """The summary line; for a MODEL, also how much of its measured time no leaf holds."""
-    from latprof.config import MeasureSettings
+    from latprof.config import BUILD_TRIALS, MeasureSettings
     from latprof.lut.validate import is_model_target, measure_end_to_end
 
     interpolated = sum(b.source == "interpolated" for b in pred.blocks)
@@ -254,7 +254,9 @@ def _predict_line(table: Any, target: str, pred: Any, network: Any) -> str:
     )
     if not is_model_target(table, target) or pred.misses:
         return line
-    measured, _ = measure_end_to_end(*network(), MeasureSettings.of_table(table.meta))
+    # at least BUILD_TRIALS passes: a table built with few trials still gets a steady figure
+    trials = max(int(table.meta.get("trials") or BUILD_TRIALS), BUILD_TRIALS)
+    measured, _ = measure_end_to_end(*network(), MeasureSettings.of_table(table.meta, None, trials))
     whole = float(getattr(measured, table.statistic))
     gap = whole - pred.total_us
     units = table.meta.get("units") or []
