@@ -13,6 +13,13 @@ DTYPES = ("float32", "float16", "bfloat16")
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
+def check_warmup(warmup: int) -> None:
+    if warmup < 1:
+        raise UsageError(
+            f"--warmup must be at least 1 (the first pass is never a sample), got {warmup}"
+        )
+
+
 @dataclass(frozen=True)
 class ProfileConfig:
     """How to measure: device, dtype, threads, warm-up, trials."""
@@ -41,10 +48,7 @@ class ProfileConfig:
             )
         if self.threads is not None and self.threads < 1:
             raise UsageError(f"--threads must be at least 1, got {self.threads}")
-        if self.warmup < 1:
-            raise UsageError(
-                f"--warmup must be at least 1 (the first pass is never a sample), got {self.warmup}"
-            )
+        check_warmup(self.warmup)
         if self.trials < 1:
             raise UsageError(f"--trials must be at least 1, got {self.trials}")
         for name, value in (("--tf32", self.tf32), ("--cudnn-benchmark", self.cudnn_benchmark)):

@@ -210,7 +210,7 @@ def profile(
                     else 0.0
                 )
                 before = _launch_counts(clock)  # the calibration passes launch no real work
-                try:
+                with _failures("during the timed passes"):
                     result = run_trials(
                         lambda: model(*args, **kwargs),
                         called,
@@ -221,10 +221,6 @@ def profile(
                         progress,
                         nest,
                     )
-                except Exception as exc:
-                    if is_out_of_memory(exc):
-                        raise out_of_memory(exc, "during the timed passes") from exc
-                    raise ModelRunError(f"the model failed during the timed passes: {exc}") from exc
                 launch_bound = _launch_share(clock, before)
                 with _failures("after the timed passes (page faults, aten ops)"):
                     e2e_faults = plain_faults(lambda: model(*args, **kwargs), fault_counter)

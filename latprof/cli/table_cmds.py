@@ -288,13 +288,11 @@ def validate_cmd(
     out: OutOpt = None,
 ) -> None:
     """Measure architectures end to end and compare with the table's prediction."""
-    from latprof.config import MeasureSettings
+    from latprof.config import MeasureSettings, check_warmup
     from latprof.lut import validate as val
 
-    if warmup is not None and warmup < 1:
-        raise UsageError(
-            f"--warmup must be at least 1 (the first pass is never a sample), got {warmup}"
-        )
+    if warmup is not None:
+        check_warmup(warmup)
     if trials is not None and trials < 1:
         raise UsageError("--trials must be at least 1")
     if samples < 0:

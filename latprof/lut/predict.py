@@ -85,15 +85,19 @@ class Prediction:
 # ---------------------------------------------------------------------- space tables
 
 
-def table_space(table: LatencyTable, arch: Arch, space: SearchSpace | None) -> SearchSpace:
-    """The space both `arch` and `table` belong to; SpaceError when they don't agree."""
-    from latprof.space.arch import space_of
-
+def _require_space_table(table: LatencyTable) -> None:
     if table.meta.get("source") != "space":
         raise SpaceError(
             "this lookup table was built from models (--models), not a search space; "
             "predict a model with it instead of an architecture"
         )
+
+
+def table_space(table: LatencyTable, arch: Arch, space: SearchSpace | None) -> SearchSpace:
+    """The space both `arch` and `table` belong to; SpaceError when they don't agree."""
+    from latprof.space.arch import space_of
+
+    _require_space_table(table)
     meta = table.meta
     if space is None and meta.get("space_file") and arch.space in (meta["space"], None):
         from latprof.space.builtin import space_of_table
@@ -183,11 +187,7 @@ def predict(
     """:func:`predict_arch` for an Arch, ``zoo:NAME`` or an arch .json/.toml file."""
     from latprof.space.arch import load
 
-    if table.meta.get("source") == "models":
-        raise SpaceError(
-            "this lookup table was built from models (--models), not a search space; "
-            "predict a model with it instead of an architecture"
-        )
+    _require_space_table(table)  # before loading `arch`: a model name is no arch
     if isinstance(arch, str | Path):
         arch = load(str(arch))
     return predict_arch(table, arch, space, on_miss, exact)
