@@ -300,7 +300,7 @@ class GoldenNet(nn.Module):
         self.pool = nn.MaxPool2d(2)
         self.flat = nn.Flatten()
         self.fc = TimedLinear(64, 5)
-        self.fc.timed(clock, [1500, 1700, 1600, 9000, 1550, 1650, 1600])
+        self.fc.timed(clock, [1500, 1700, 1600, 9000, 1550, 1650, 1600, 1580])
         self.custom = Work(clock, 700)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -30,8 +30,13 @@ class RunResult:
     # per forward, mean over trials
 
 
-def time_plain(forward: Callable[[], Any], clock: Clock) -> float:
-    """One forward pass without hooks, in µs."""
+def time_plain(forward: Callable[[], Any], clock: Clock, settle: bool = False) -> float:
+    """One forward pass without hooks, in µs. With `settle`, one untimed pass runs first (and
+    the device is waited for): a plain pass right after a pass with timers ran 0.4-3.4 %
+    slower than one after a plain pass (zoo:cnn and zoo:dscnn; docs/benchmarks.md)."""
+    if settle:
+        forward()
+        clock.settle()
     clock.start_pass()
     start = clock.mark()
     forward()
@@ -108,7 +113,11 @@ def run_trials(
     progress: Progress | None = None,
     nest_us: float = 0.0,
 ) -> RunResult:
-    """Warm up, then time `trials` passes with and without timers, interleaved (AB BA AB ...).
+    """Warm up, then time `trials` passes with and without timers, interleaved (AB BA AB ...);
+    in the trials, a plain pass that follows one with timers follows an untimed plain pass
+    too. The warm-up keeps one of each: it shapes glibc's allocation history, and with the
+    untimed plain pass there too the process drew a fault-free history far more often than a
+    plain one (a conv stack; docs/benchmarks.md).
 
     `leaves` may be any modules, nested ones included: each call is credited its self time
     (see `TreeTimer.tree_times`) and its total."""
@@ -137,7 +146,7 @@ def run_trials(
                 totals[t, index] += whole
             calls[t, index] += 1
         if not t % 2:
-            e2e[t] = time_plain(forward, clock)
+            e2e[t] = time_plain(forward, clock, settle=True)
         if progress:
             progress("trials", warmup + t + 1, total)
     per_pass = {pair: count / trials for pair, count in edges.items()}
