@@ -463,6 +463,42 @@ def test_trials_alternate_with_and_without_timers() -> None:
     assert clock.finishes == 10 and clock.passes == 15  # an untimed pass starts, never finishes
 
 
+def test_untimed_passes_are_settled_before_the_timed_pass_starts() -> None:
+    """On CUDA the timed pass must start on an idle device: every untimed pass is followed by
+    settle() (a synchronisation) and only then by start_pass()."""
+    from latprof.measure.runner import run_trials
+
+    events: list[str] = []
+
+    class Recording(FakeClock):
+        def start_pass(self) -> None:
+            events.append("start")
+            super().start_pass()
+
+        def settle(self) -> None:
+            events.append("settle")
+            super().settle()
+
+        def finish(self) -> None:
+            events.append("finish")
+            super().finish()
+
+    class Leaf(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            events.append("timers" if "forward" in self.__dict__ else "plain")
+            return x
+
+    leaf = Leaf()
+    run_trials(lambda: leaf(torch.zeros(1)), [leaf], Recording(), warmup=0, trials=2)
+    hooked = ["start", "timers", "settle", "start", "timers", "finish"]
+    assert events == [
+        *hooked,  # trial 0: A (with timers), then B after an untimed plain pass
+        *("plain", "settle", "start", "plain", "finish"),
+        *("start", "plain", "finish"),  # trial 1: B (after a plain pass), then A
+        *hooked,
+    ]
+
+
 def test_profile_reports_page_faults_per_plain_pass() -> None:
     clock = FakeClock()
     faults = {"n": 0}
