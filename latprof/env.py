@@ -35,6 +35,7 @@ class Environment:
     cuda: dict[str, Any] = field(default_factory=dict)
     allocator: str = "default"  # latprof.measure.allocator: the host allocator setting
     glibc: str | None = None  # glibc's version: the steady allocator needs it
+    cpu_capability: str | None = None  # ATen's vector instruction set (AVX512, AVX2, ...)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +67,13 @@ def _version_of(dist: str) -> str:
 def _flushes_denormals(torch: Any) -> bool:
     # torch has no getter: a denormal product comes out as 0 when flushing is on
     return bool((torch.tensor([1e-39], dtype=torch.float32) * 1.0).item() == 0.0)
+
+
+def _cpu_capability(torch: Any) -> str | None:
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def cuda_info(torch: Any, device: str) -> dict[str, Any]:
@@ -115,4 +123,5 @@ def capture(device: str = "cpu") -> Environment:
         cuda=cuda,
         allocator=allocator.setting(),
         glibc=allocator.glibc_version(),
+        cpu_capability=_cpu_capability(torch),
     )

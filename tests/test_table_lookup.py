@@ -140,3 +140,73 @@ def test_self_check_descriptions() -> None:
         "--self-check 0): run `latprof validate --lut TABLE --samples 20` before trusting "
         "its sums"
     )
+
+
+# widths that are multiples of the table's width_align (16) and widths that are not: rows at
+# 32 (100 µs), 48 (120) and 64 (140) are aligned, 40 (130) and 56 (150) are not
+ALIGNED_ROWS = {32: 100.0, 40: 130.0, 48: 120.0, 56: 150.0, 64: 140.0}
+
+
+def aligned_table(align: int | None) -> LatencyTable:
+    table = fake_table({entry_key(m, 0): us for m, us in ALIGNED_ROWS.items()})
+    table.meta["width_align"] = align
+    return table
+
+
+def test_widths_are_interpolated_from_their_own_kind() -> None:
+    table = aligned_table(16)
+    # unaligned 44 between unaligned 40 and 56: 130 + 4/16 · 20 = 135 (linear over all: 125)
+    assert table.get(entry_key(44, 0)) == pytest.approx(135.0)
+    assert table.get(entry_key(52, 0)) == pytest.approx(145.0)  # 130 + 12/16 · 20
+    # aligned 48 is a row; a width between two aligned rows only would be one of them
+    assert table.get(entry_key(48, 0)) == 120.0
+    assert table.get(entry_key(80, 0)) is None  # outside the measured widths
+    # without an alignment (older tables, CUDA) linear over every width, as before
+    assert aligned_table(None).get(entry_key(44, 0)) == pytest.approx(125.0)
+    assert aligned_table(0).get(entry_key(44, 0)) == pytest.approx(125.0)
+
+
+def test_a_width_without_its_kind_on_one_side_takes_the_nearest_ones_ratio() -> None:
+    table = aligned_table(16)
+    # 36: no unaligned row below. Aligned interpolation at 36: 100 + 4/16 · 20 = 105; the
+    # nearest unaligned row, 40 (130 µs), against the aligned interpolation there (110):
+    # 105 · 130 / 110
+    assert table.get(entry_key(36, 0)) == pytest.approx(105.0 * 130.0 / 110.0)
+    # 60: above the last unaligned row 56 (150 µs; aligned there 120 + 8/16 · 20 = 130);
+    # aligned at 60: 135 -> 135 · 150 / 130
+    assert table.get(entry_key(60, 0)) == pytest.approx(135.0 * 150.0 / 130.0)
+    # an aligned width with no aligned row on one side: rows 40, 48, 56 only; 64 lies
+    # outside every measured width, so there is nothing to interpolate
+    inner = fake_table({entry_key(m, 0): ALIGNED_ROWS[m] for m in (40, 48, 56)})
+    inner.meta["width_align"] = 16
+    assert inner.get(entry_key(64, 0)) is None
+    # 32 aligned, 40 unaligned only: no other kind around 36 either -> linear over all
+    two = fake_table({entry_key(32, 0): 100.0, entry_key(40, 0): 130.0})
+    two.meta["width_align"] = 16
+    assert two.get(entry_key(36, 0)) == pytest.approx(115.0)
+
+
+def test_default_width_align_is_the_vector_width_in_elements() -> None:
+    from latprof.lut.table import default_width_align
+
+    assert default_width_align("cpu", "float32", "AVX512") == 16
+    assert default_width_align("cpu", "float32", "AVX2") == 8
+    assert default_width_align("cpu", "bfloat16", "AVX512") == 32
+    assert default_width_align("cpu", "float32", "DEFAULT") == 4
+    assert default_width_align("cpu", "float64", "NEON") == 2
+    assert default_width_align("cuda", "float32", "AVX512") is None  # not measured there
+    assert default_width_align("cpu", "float32", None) is None
+
+
+def test_space_tables_record_the_width_align_of_the_cpu_that_measures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import latprof.env
+    from latprof.lut.plan import plan_build
+
+    monkeypatch.setattr(latprof.env, "_cpu_capability", lambda torch: "AVX2")
+    plan = plan_build(space="mbv2", width_step=8, warmup=1, trials=2)
+    assert plan.meta["width_align"] == 8
+    assert plan.meta["environment"]["cpu_capability"] == "AVX2"
+    layers = plan_build(models=["zoo:cnn"], warmup=1, trials=2)
+    assert layers.meta["width_align"] is None  # layer tables have no mid widths

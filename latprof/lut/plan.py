@@ -14,7 +14,7 @@ from latprof.config import BUILD_TRIALS, MeasureSettings, ProfileConfig, parse_d
 from latprof.errors import UsageError
 from latprof.lut import jobs as jobsmod
 from latprof.lut.jobs import Job
-from latprof.lut.table import FORMAT_VERSION, KIND, STATISTICS
+from latprof.lut.table import FORMAT_VERSION, KIND, STATISTICS, default_width_align
 from latprof.measure import allocator
 from latprof.space.builtin import DEFAULT_SPACE
 
@@ -145,6 +145,11 @@ def plan_build(
         torch=env["torch"],
         threads=env["intra_op_threads"],
         environment=env,
+        width_align=(
+            default_width_align(device, dtype, env.get("cpu_capability"))
+            if meta.get("source") == "space"
+            else None
+        ),
         shard=list(shard_spec) if shard_spec else None,
     )
     settings = MeasureSettings(

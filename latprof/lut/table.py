@@ -209,7 +209,10 @@ class LatencyTable:
 
         Neighbours agree with `key` on every field except mid and se (an SE width may follow
         mid, e.g. se = mid // 4); se = 0 only matches se = 0, se > 0 only se > 0. Where two
-        rows share a mid, the one whose se is closest to the query's is used.
+        rows share a mid, the one whose se is closest to the query's is used. With the
+        table's `width_align` A (tables built since it was recorded), widths that are
+        multiples of A and widths that are not are interpolated only from their own kind
+        (see `interpolate_aligned`).
         """
         parts = key.split("|")
         if len(parts) < 5 or not parts[3].startswith("m") or not parts[4].startswith("se"):
@@ -235,14 +238,61 @@ class LatencyTable:
             candidate = (abs(row_se - se), self.time_of(row))
             if row_mid not in best or candidate < best[row_mid]:
                 best[row_mid] = candidate
-        lower = max((m for m in best if m <= mid), default=None)
-        upper = min((m for m in best if m >= mid), default=None)
-        if lower is None or upper is None:
-            return None
-        if lower == upper:
-            return best[lower][1]
-        t = (mid - lower) / (upper - lower)
-        return best[lower][1] + t * (best[upper][1] - best[lower][1])
+        times = {m: t for m, (_, t) in best.items()}
+        align = int(self.meta.get("width_align") or 0)
+        if align > 1:
+            return interpolate_aligned(times, mid, align)
+        return interpolate_linear(times, mid)
+
+
+VECTOR_BYTES = {"AVX512": 64, "AVX2": 32}
+"""Bytes per vector register by ATen's CPU capability; others (NEON, SSE, DEFAULT): 16."""
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+
+def default_width_align(device: str, dtype: str, capability: str | None) -> int | None:
+    """Elements per vector register of the CPU that measures (16 float32 on AVX-512):
+    mid widths that are multiples of it run faster than the widths around them. None off
+    the CPU (not measured there)."""
+    if not device.startswith("cpu") or capability is None:
+        return None
+    return max(1, VECTOR_BYTES.get(capability, 16) // DTYPE_BYTES.get(dtype, 4))
+
+
+def interpolate_linear(times: dict[int, float], mid: int) -> float | None:
+    """`times` (µs by mid width) at `mid`, linear between the nearest widths around it."""
+    lower = max((m for m in times if m <= mid), default=None)
+    upper = min((m for m in times if m >= mid), default=None)
+    if lower is None or upper is None:
+        return None
+    if lower == upper:
+        return times[lower]
+    t = (mid - lower) / (upper - lower)
+    return times[lower] + t * (times[upper] - times[lower])
+
+
+def interpolate_aligned(times: dict[int, float], mid: int, align: int) -> float | None:
+    """`times` at `mid`, where widths that are multiples of `align` (the CPU's vector width
+    in elements) run faster than the widths around them.
+
+    A width is interpolated from measured widths of its own kind (multiples of `align`, or
+    not). Where its kind has no measured width on one side, the nearest one of its kind
+    gives a ratio to the other kind's interpolation there, applied at `mid`; failing that,
+    linear over all widths.
+    """
+    aligned = mid % align == 0
+    own = {m: t for m, t in times.items() if (m % align == 0) == aligned}
+    value = interpolate_linear(own, mid)
+    if value is not None:
+        return value
+    other = {m: t for m, t in times.items() if (m % align == 0) != aligned}
+    base = interpolate_linear(other, mid)
+    if base is not None:
+        for m in sorted(own, key=lambda m: (abs(m - mid), m)):
+            there = interpolate_linear(other, m)
+            if there:
+                return base * own[m] / there
+    return interpolate_linear(times, mid)
 
 
 TARGET_FIELDS = ("device", "dtype", "batch", "threads")
