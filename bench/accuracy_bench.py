@@ -111,6 +111,14 @@ def build(space: str, out: Path, *extra: str) -> None:
         print(f"  {line}")
 
 
+def noise_line() -> str:
+    """The machine's noise right now (bench/_noise.py), to print beside the figures."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _noise
+
+    return _noise.line()
+
+
 def main(spaces: tuple[str, ...] = ("mbv2", "tfnas"), batch: int = 1, builds: int = 2) -> None:
     """Build and evaluate; the tables are kept in $LATPROF_ACCURACY_DIR when it is set."""
     print(__doc__.splitlines()[0])
@@ -122,10 +130,11 @@ def main(spaces: tuple[str, ...] = ("mbv2", "tfnas"), batch: int = 1, builds: in
             for b in range(1, builds + 1):
                 lut = where / f"{space}-b{batch}-{b}.parquet"
                 lut.unlink(missing_ok=True)  # a kept table of an earlier run
-                print(f"\n{space}, build {b} (batch {batch})")
+                print(f"\n{space}, build {b} (batch {batch}); {noise_line()}")
                 build(space, lut, "--batch-size", str(batch))
                 first = evaluate(space, lut, f"build {b}", batch)
                 repeatability(lut, first, f"build {b}")
+                print(f"  after build {b}: {noise_line()}")
 
 
 if __name__ == "__main__":

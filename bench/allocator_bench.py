@@ -62,7 +62,16 @@ def latprof(model: str) -> dict:
     return data
 
 
+def noise_line() -> str:
+    """The machine's noise right now (bench/_noise.py), to print beside the figures."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _noise
+
+    return _noise.line()
+
+
 def main(models: list[str] | None = None) -> None:
+    print(noise_line())
     print(
         f"{ROUNDS} alternating rounds (plain process, latprof profile); per round the ratio "
         "latprof/plain of the end-to-end median (and of the p10); the median over rounds"
@@ -99,6 +108,7 @@ def main(models: list[str] | None = None) -> None:
             f"{per_round} | {med[5]:.3f} | {med[4]:.3f} | {med[6]:.0f} / {med[7]:.0f} | "
             f"{med[8]:.0f} / {med[9]:.0f} ({faults}) | {at_equal_faults(rows)} |"
         )
+    print(noise_line())
 
 
 def at_equal_faults(rows: list[tuple[float, ...]]) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -153,15 +154,25 @@ def cnn_unchanged() -> None:
         )
 
 
+def noise_line() -> str:
+    """The machine's noise right now (bench/_noise.py), to print beside the figures."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _noise
+
+    return _noise.line()
+
+
 def main(specs: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     start = time.perf_counter()
+    print(noise_line())
     if specs:
         attribution(tuple(specs), leaves_only=True)
     else:
         timer_cost()
         attribution()
         cnn_unchanged()
+    print(noise_line())
     print(f"\nmodule_bench: {time.perf_counter() - start:.0f} s")
 
 

@@ -15,6 +15,7 @@ import random
 import statistics
 import sys
 import time
+from pathlib import Path
 
 ROUNDS = 25
 STEP = 8
@@ -85,6 +86,14 @@ def line(errs: list[float]) -> str:
     )
 
 
+def noise_line() -> str:
+    """The machine's noise right now (bench/_noise.py), to print beside the figures."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _noise
+
+    return _noise.line()
+
+
 def main(rounds: int = ROUNDS) -> None:
     import torch
 
@@ -98,6 +107,7 @@ def main(rounds: int = ROUNDS) -> None:
     align = default_width_align("cpu", "float32", env.cpu_capability) or 1
     print(__doc__.splitlines()[0])
     print(f"{env.cpu}, {env.cpu_capability}: width_align {align}; {rounds} rounds")
+    print(noise_line())
     everything: dict[str, list[float]] = {"linear": [], "aligned": []}
     for shape in SHAPES:
         linear, aligned = errors(time_widths(shape, rounds), align)
@@ -108,6 +118,7 @@ def main(rounds: int = ROUNDS) -> None:
         print(f"  {name} ({len(linear)} widths): linear {line(linear)}; aligned {line(aligned)}")
     print(f"  all shapes: linear {line(everything['linear'])}")
     print(f"  all shapes: aligned {line(everything['aligned'])}")
+    print(noise_line())
 
 
 if __name__ == "__main__":
