@@ -193,7 +193,8 @@ def test_default_width_align_is_the_vector_width_in_elements() -> None:
     assert default_width_align("cpu", "float32", "AVX2") == 8
     assert default_width_align("cpu", "bfloat16", "AVX512") == 32
     assert default_width_align("cpu", "float32", "DEFAULT") == 4
-    assert default_width_align("cpu", "float64", "NEON") == 2
+    assert default_width_align("cpu", "float32", "SVE256") == 8
+    assert default_width_align("cpu", "float64", "DEFAULT") == 2
     assert default_width_align("cuda", "float32", "AVX512") is None  # not measured there
     assert default_width_align("cpu", "float32", None) is None
 
@@ -210,3 +211,59 @@ def test_space_tables_record_the_width_align_of_the_cpu_that_measures(
     assert plan.meta["environment"]["cpu_capability"] == "AVX2"
     layers = plan_build(models=["zoo:cnn"], warmup=1, trials=2)
     assert layers.meta["width_align"] is None  # layer tables have no mid widths
+
+
+def table_of(rows: dict[int, float], align: int, se_rule: bool = False) -> LatencyTable:
+    table = fake_table({entry_key(m, m // 4 if se_rule else 0): us for m, us in rows.items()})
+    table.meta["width_align"] = align
+    return table
+
+
+def test_an_aligned_width_is_interpolated_from_aligned_widths_only() -> None:
+    # 48 not measured: aligned rows 32 (100) and 64 (140) -> 120; linear over all 140
+    rows = {m: us for m, us in ALIGNED_ROWS.items() if m != 48}
+    assert table_of(rows, 16).get(entry_key(48, 0)) == pytest.approx(120.0)
+    assert table_of(rows, 0).get(entry_key(48, 0)) == pytest.approx(140.0)
+    # 80 aligned, no aligned row above it: the unaligned rows give 170 + 8/16 · 20 = 180 at
+    # 80 and 130 + 8/16 · 20 = 140 at the nearest aligned row 48 (120 µs): 180 · 120 / 140
+    wide = {32: 100.0, 48: 120.0, 40: 130.0, 56: 150.0, 72: 170.0, 88: 190.0}
+    assert table_of(wide, 16).get(entry_key(80, 0)) == pytest.approx(180.0 * 120.0 / 140.0)
+
+
+def test_the_alignment_is_the_tables_own() -> None:
+    # align 8: 36 and 44 are the unaligned rows; 38 -> 130 + 2/8 · 10, 42 -> 130 + 6/8 · 10
+    rows = {32: 100.0, 36: 130.0, 40: 110.0, 44: 140.0, 48: 120.0}
+    assert table_of(rows, 8).get(entry_key(38, 0)) == pytest.approx(132.5)
+    assert table_of(rows, 8).get(entry_key(42, 0)) == pytest.approx(137.5)
+    # align 16: 36, 40 and 44 are all unaligned -> 38 between 36 and 40: 120
+    assert table_of(rows, 16).get(entry_key(38, 0)) == pytest.approx(120.0)
+
+
+def test_aligned_interpolation_with_an_se_width_that_follows_mid() -> None:
+    table = table_of(ALIGNED_ROWS, 16, se_rule=True)  # se = mid // 4
+    assert table.get(entry_key(44, 11)) == pytest.approx(135.0)
+    assert table.get(entry_key(36, 9)) == pytest.approx(105.0 * 130.0 / 110.0)
+
+
+def test_a_zero_time_on_the_other_side_falls_back_to_linear() -> None:
+    # 36: the nearest unaligned row 40 (130 µs) against an aligned interpolation of 0 there
+    rows = {32: 0.0, 48: 0.0, 40: 130.0}
+    assert table_of(rows, 16).get(entry_key(36, 0)) == pytest.approx(65.0)
+
+
+def test_merge_keeps_the_width_align_and_refuses_two_different_ones() -> None:
+    from latprof.lut.table import merge
+
+    old = fake_table({entry_key(32, 0): 100.0})  # no width_align: built before it
+    new = table_of({64: 140.0}, 16)
+    for pair in ([("old", old), ("new", new)], [("new", new), ("old", old)]):
+        assert merge(pair).meta["width_align"] == 16
+    other = table_of({48: 120.0}, 8)
+    message = "cannot merge other with new: environments differ (width_align: 16 != 8)"
+    with pytest.raises(UsageError, match="^" + re.escape(message) + "$"):
+        merge([("new", new), ("other", other)])
+    with pytest.raises(UsageError, match=r"different vector widths \(width_align 8, 16\)"):
+        merge([("old", old), ("new", new), ("other", other)])
+    # resuming: an older table (no width_align) continues under any; a newer one only its own
+    assert old.differences({**old.meta, "width_align": 16}) == []
+    assert new.differences({**new.meta, "width_align": 8}) == ["width_align: 16 != 8"]

@@ -177,6 +177,10 @@ class LatencyTable:
                 a, b = a or [], b or []
             if a != b:
                 out.append(f"{name}: {a!r} != {b!r}")
+        # tables from before width_align interpolate linearly: they resume and merge either way
+        a, b = self.meta.get("width_align"), other_meta.get("width_align")
+        if a is not None and b is not None and a != b:
+            out.append(f"width_align: {a!r} != {b!r}")
         return out
 
     def is_for_space(self, space: Any) -> bool:
@@ -205,7 +209,7 @@ class LatencyTable:
         return self._interpolate(key)
 
     def _interpolate(self, key: str) -> float | None:
-        """Linear in the mid width between the nearest measured widths below and above.
+        """An unmeasured mid width's µs, from the measured widths below and above it.
 
         Neighbours agree with `key` on every field except mid and se (an SE width may follow
         mid, e.g. se = mid // 4); se = 0 only matches se = 0, se > 0 only se > 0. Where two
@@ -245,8 +249,8 @@ class LatencyTable:
         return interpolate_linear(times, mid)
 
 
-VECTOR_BYTES = {"AVX512": 64, "AVX2": 32}
-"""Bytes per vector register by ATen's CPU capability; others (NEON, SSE, DEFAULT): 16."""
+VECTOR_BYTES = {"AVX512": 64, "AVX2": 32, "SVE256": 32}
+"""Bytes per vector register by ATen's CPU capability; others (DEFAULT: NEON, SSE): 16."""
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
 
@@ -277,8 +281,8 @@ def interpolate_aligned(times: dict[int, float], mid: int, align: int) -> float 
 
     A width is interpolated from measured widths of its own kind (multiples of `align`, or
     not). Where its kind has no measured width on one side, the nearest one of its kind
-    gives a ratio to the other kind's interpolation there, applied at `mid`; failing that,
-    linear over all widths.
+    gives its ratio to the other kind's interpolation there, applied to the other kind's
+    interpolation at `mid`; where that is not possible either, linear over all widths.
     """
     aligned = mid % align == 0
     own = {m: t for m, t in times.items() if (m % align == 0) == aligned}
@@ -287,11 +291,11 @@ def interpolate_aligned(times: dict[int, float], mid: int, align: int) -> float 
         return value
     other = {m: t for m, t in times.items() if (m % align == 0) != aligned}
     base = interpolate_linear(other, mid)
-    if base is not None:
-        for m in sorted(own, key=lambda m: (abs(m - mid), m)):
-            there = interpolate_linear(other, m)
-            if there:
-                return base * own[m] / there
+    if base is not None and own:
+        nearest = min(own, key=lambda m: (abs(m - mid), m))
+        there = interpolate_linear(other, nearest)
+        if there:
+            return base * own[nearest] / there
     return interpolate_linear(times, mid)
 
 
@@ -416,6 +420,13 @@ def merge(tables: list[tuple[str, LatencyTable]]) -> LatencyTable:
             raise UsageError(
                 f"cannot merge {name} with {first_name}: environments differ ({'; '.join(diffs)})"
             )
+    aligns = sorted({t.meta.get("width_align") for _, t in tables} - {None})
+    if len(aligns) > 1:
+        raise UsageError(
+            f"cannot merge tables of CPUs with different vector widths (width_align "
+            f"{', '.join(map(str, aligns))}); build every shard with the same ATen CPU capability"
+        )
+    meta["width_align"] = aligns[0] if aligns else None
     check_shards(tables)
     owner: dict[str, str] = {}
     for name, table in tables:
