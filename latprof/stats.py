@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -31,13 +31,6 @@ class Stats:
 
     def to_dict(self) -> dict[str, float | int | bool]:
         return {**asdict(self), "noisy": self.noisy}
-
-    def scaled(self, factor: float) -> Stats:
-        """The same samples' statistics with every time multiplied by `factor`."""
-        if factor == 1.0:
-            return self
-        times = ("mean", "median", "std", "min", "max", "iqr", "p10")
-        return replace(self, **{name: getattr(self, name) * factor for name in times})
 
 
 def outlier_mask(samples: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -29,14 +29,12 @@ from latprof.lut.measurement import (
     finish_row,
     prepare,
 )
-from latprof.measure import allocator, speed
+from latprof.measure import allocator
 from latprof.measure.clocks import Clock
 from latprof.measure.device import measuring
 
 NETWORK_WARMUP = 2
 """Passes of a whole network before its trials; every entry was first warmed up alone."""
-SPEED_SAMPLES = 5
-"""Reference-kernel samples after each network's trials (latprof.measure.speed)."""
 
 Layout = list[str | None]
 
@@ -114,12 +112,9 @@ def measure_group(
     blocks (one clock pass, so on CUDA one synchronisation, per network pass). An entry that
     fails to build, or to run in its network, gets a failed row and its position takes
     another entry of the group; an entry whose networks cannot run at all (a slot with no
-    entry that runs) gets a failed row saying so. On the CPU each network's trials are
-    followed by SPEED_SAMPLES timings of the reference kernel; the group's p10 of them is
-    every row's `speed_us`."""
+    entry that runs) gets a failed row saying so."""
     with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
         allocator.steady()
-        probe = speed.probe_for(settings.device, clock)
         ready: dict[str, Ready] = {}
         rows: dict[str, dict[str, Any]] = {}
         for key in dict.fromkeys(k for net in networks for k in net):
@@ -133,8 +128,6 @@ def measure_group(
                 while (chain := _runnable(net, networks, ready)) is not None:
                     try:
                         _time_network(chain, record, settings, clock)
-                        if probe is not None:
-                            probe.sample(SPEED_SAMPLES)
                         break
                     except _BlockFailed as failed:
                         bad = chain[failed.index].job
@@ -150,10 +143,6 @@ def measure_group(
             else:
                 why = f"not timed: a slot of its network has no entry that runs ({broken})"
                 rows[key] = failed_row(jobs[key], settings, why)
-        group_speed = probe.speed_us() if probe is not None else None
-        for row in rows.values():
-            if row["status"] == "ok":
-                row["speed_us"] = group_speed
         return {k: finish_row(v) for k, v in rows.items()}
 
 

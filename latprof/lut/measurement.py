@@ -12,7 +12,7 @@ from torch import nn
 from latprof.config import MeasureSettings
 from latprof.lut.jobs import Job
 from latprof.macs import count_layer_costs
-from latprof.measure import allocator, speed
+from latprof.measure import allocator
 from latprof.measure.clocks import Clock
 from latprof.measure.device import DTYPES, measuring, place
 from latprof.measure.runner import time_plain
@@ -100,11 +100,9 @@ def finish_row(row: dict[str, Any]) -> dict[str, Any]:
 def measure_jobs(jobs: Sequence[Job], settings: MeasureSettings, clock: Clock) -> list[dict]:
     """Measure a batch alone: build and warm every job, then time them round-robin
     (A B C A B C) so drift spreads over all entries and each is timed right after a
-    different block. On the CPU the reference kernel is timed after each round; its p10 is
-    every row's `speed_us` (latprof.measure.speed)."""
+    different block."""
     with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
         allocator.steady()
-        probe = speed.probe_for(settings.device, clock)
         rows: dict[str, dict[str, Any]] = {}
         ready: list[Ready] = []
         for job in jobs:
@@ -125,10 +123,4 @@ def measure_jobs(jobs: Sequence[Job], settings: MeasureSettings, clock: Clock) -
                         )
                     except Exception as exc:
                         rows[r.job.key] = failed_row(r.job, settings, failure_reason(exc))
-                if probe is not None and ready:
-                    probe.sample()
-        batch_speed = probe.speed_us() if probe is not None else None
-        for row in rows.values():
-            if row["status"] == "ok":
-                row["speed_us"] = batch_speed
         return [finish_row(rows[j.key]) for j in jobs]

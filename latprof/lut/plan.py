@@ -15,7 +15,7 @@ from latprof.errors import UsageError
 from latprof.lut import jobs as jobsmod
 from latprof.lut.jobs import Job
 from latprof.lut.table import FORMAT_VERSION, KIND, STATISTICS, default_width_align
-from latprof.measure import allocator, speed
+from latprof.measure import allocator
 from latprof.space.builtin import DEFAULT_SPACE
 
 CONTEXTS = ("networks", "alone")
@@ -151,7 +151,6 @@ def plan_build(
             else None
         ),
         shard=list(shard_spec) if shard_spec else None,
-        speed_ref=speed.REFERENCE if device == "cpu" else None,
     )
     settings = MeasureSettings(
         device=device,

@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 from latprof.errors import FileFormatError, LatprofWarning, LookupMissError, UsageError
 from latprof.io.atomic import write_with
 from latprof.io.profile_file import META_KEY, check_format_version, read_parquet_meta
-from latprof.measure.speed import factor as speed_factor
 
 KIND = "lut"
 FORMAT_VERSION = 1
@@ -55,7 +54,6 @@ SCHEMA = pa.schema(
         ("status", pa.string()),
         ("error", pa.string()),
         ("samples_us", pa.list_(pa.float64())),
-        ("speed_us", pa.float64()),
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
@@ -108,29 +106,23 @@ class LatencyTable:
         return len(self.rows)
 
     def add(self, row: dict[str, Any]) -> None:
-        """Add a row; the first one with a `speed_us` sets the table's speed (see time_of)."""
         if row["key"] in self.rows:
             raise UsageError(f"duplicate key {row['key']!r}")
         self.rows[row["key"]] = {c: row.get(c) for c in COLUMNS}
-        if row.get("speed_us") and not self.meta.get("speed_us"):
-            self.meta["speed_us"] = float(row["speed_us"])
 
     @property
     def statistic(self) -> str:
         return str(self.meta.get("statistic") or OLDER_DEFAULTS["statistic"])
 
     def time_of(self, row: dict[str, Any]) -> float:
-        """An entry's latency in µs by the table's statistic, at the table's speed: times
-        the table's `speed_us` over the row's (the reference kernel's p10 when the table
-        began, and when the row was measured; latprof.measure.speed). Rows or tables
-        without one are taken as measured."""
+        """An entry's latency in µs by the table's statistic."""
         value = row.get(STATISTICS[self.statistic])
         if value is None:
             raise FileFormatError(
                 f"entry {row['key']} has no {STATISTICS[self.statistic]} (the table's "
                 f"statistic is {self.statistic!r}); rebuild the table"
             )
-        return float(value) * speed_factor(self.meta.get("speed_us"), row.get("speed_us"))
+        return float(value)
 
     def ok_rows(self) -> list[dict[str, Any]]:
         return [r for r in self.rows.values() if r["status"] == "ok"]
@@ -185,11 +177,10 @@ class LatencyTable:
                 a, b = a or [], b or []
             if a != b:
                 out.append(f"{name}: {a!r} != {b!r}")
-        # tables from before width_align (or speed_ref) resume and merge with any
-        for name in ("width_align", "speed_ref"):
-            a, b = self.meta.get(name), other_meta.get(name)
-            if a is not None and b is not None and a != b:
-                out.append(f"{name}: {a!r} != {b!r}")
+        # tables from before width_align interpolate linearly: they resume and merge either way
+        a, b = self.meta.get("width_align"), other_meta.get("width_align")
+        if a is not None and b is not None and a != b:
+            out.append(f"width_align: {a!r} != {b!r}")
         return out
 
     def is_for_space(self, space: Any) -> bool:
@@ -436,8 +427,6 @@ def merge(tables: list[tuple[str, LatencyTable]]) -> LatencyTable:
             f"{', '.join(map(str, aligns))}); build every shard with the same ATen CPU capability"
         )
     meta["width_align"] = aligns[0] if aligns else None
-    for name in ("speed_ref", "speed_us"):  # every row keeps its own speed; one table's unit
-        meta[name] = next((t.meta[name] for _, t in tables if t.meta.get(name)), None)
     check_shards(tables)
     owner: dict[str, str] = {}
     for name, table in tables:

@@ -17,7 +17,7 @@ from latprof.lut.predict import OnMiss, Prediction, predict_arch, predict_model
 from latprof.lut.recalibrate import REFERENCE_ARCHS
 from latprof.lut.table import LatencyTable
 from latprof.macs import count_layer_costs
-from latprof.measure import allocator, speed
+from latprof.measure import allocator
 from latprof.measure.clocks import Clock, clock_for
 from latprof.measure.device import DTYPES, eval_mode, measuring, place, prepare_model, random_input
 from latprof.measure.runner import time_plain
@@ -35,28 +35,13 @@ def measure_many(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[tuple[Stats, float]]:
     """(latency statistics in µs, MACs) of whole forward passes of each network, without
-    hooks (see `measure_networks`)."""
-    return [
-        (stats, macs) for stats, macs, _ in measure_networks(networks, settings, clock, progress)
-    ]
-
-
-def measure_networks(
-    networks: list[Network],
-    settings: MeasureSettings,
-    clock: Clock | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> list[tuple[Stats, float, float | None]]:
-    """(latency statistics in µs, MACs, speed) of whole forward passes of each network,
-    without hooks. All are warmed up, then timed in rounds: in each round every network runs one
+    hooks. All are warmed up, then timed in rounds: in each round every network runs one
     untimed pass and then its share of the trials back to back (A A A B B B ... A A A ...).
     Back to back, a network runs in its own steady cache state (timing A B C A B C instead
     made each network pay for the others' evicting its weights: +46 % on 30 mbv2 archs);
     the rounds spread the machine's drift over all of them. Rounds of 2 timed passes (15 for
     30 trials, instead of 5 rounds of 6) narrowed the per-arch spread between two
-    measurements in one process (16 mbv2 archs, one run each: docs/benchmarks.md). On the
-    CPU the reference kernel is timed after each network's share of a round (before the
-    next network's untimed pass); `speed` is the p10 of those timings (None elsewhere)."""
+    measurements in one process (16 mbv2 archs, one run each: docs/benchmarks.md)."""
     with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
         allocator.steady()
         clock = clock or clock_for(settings.device)
@@ -69,7 +54,6 @@ def measure_networks(
                 kwargs = place(kwargs, settings.device, dtype)
                 ready.append((module, args, kwargs))
         samples: list[list[float]] = [[] for _ in ready]
-        probes = [speed.probe_for(settings.device, clock) for _ in ready]
         macs = []
         with ExitStack() as stack, torch.inference_mode():
             for module, args, kwargs in ready:
@@ -89,16 +73,10 @@ def measure_networks(
                         samples[i].append(
                             time_plain(lambda m=module, a=args, k=kwargs: m(*a, **k), clock)
                         )
-                    probe = probes[i]
-                    if probe is not None:
-                        probe.sample()
                 done += per_round
                 if progress:
                     progress(done, settings.trials)
-        return [
-            (summarize(s), m, p.speed_us() if p is not None else None)
-            for s, m, p in zip(samples, macs, probes, strict=True)
-        ]
+        return [(summarize(s), m) for s, m in zip(samples, macs, strict=True)]
 
 
 def measure_end_to_end(
@@ -260,7 +238,7 @@ def measure(
         recal.check_usable(table.meta, ref_preds)
         recal.warn_allocator(table.meta)
     try:
-        measured = measure_networks(networks, settings, progress=progress)
+        measured = measure_many(networks, settings, progress=progress)
     except (MemoryError, RuntimeError) as exc:
         if is_out_of_memory(exc):
             raise out_of_memory(exc, "measuring the networks") from exc
@@ -271,32 +249,17 @@ def measure(
         for p in ref_preds:
             p.scale = 1.0
         ref_rows = [
-            at_table_speed(table, p, stats, macs, local)
-            for p, (stats, macs, local) in zip(ref_preds, measured[n:], strict=True)
+            row(p.name, p, stats, macs, table.statistic)
+            for p, (stats, macs) in zip(ref_preds, measured[n:], strict=True)
         ]
         recalibration = recal.from_rows(ref_rows, table.meta)
         for p in preds:
             p.scale = recalibration["factor"]
     rows = [
-        {**at_table_speed(table, p, stats, macs, local), "population": population_of(t)}
-        for t, p, (stats, macs, local) in zip(targets, preds, measured[:n], strict=True)
+        {**row(p.name, p, stats, macs, table.statistic), "population": population_of(t)}
+        for t, p, (stats, macs) in zip(targets, preds, measured[:n], strict=True)
     ]
     return rows, recalibration
-
-
-def at_table_speed(
-    table: LatencyTable, pred: Prediction, stats: Stats, macs: float, local: float | None
-) -> dict[str, Any]:
-    """A validation row whose measurement is put on the table's speed: times the table's
-    `speed_us` over the reference kernel's p10 timed beside this network (`local`), as the
-    table's entries are (LatencyTable.time_of). `measured_raw_us` is the measurement as
-    timed; tables without a speed compare it as timed."""
-    f = speed.factor(table.meta.get("speed_us"), local)
-    out = row(pred.name, pred, stats.scaled(f), macs, table.statistic)
-    out["measured_raw_us"] = float(getattr(stats, table.statistic))
-    out["speed_us"] = local
-    out["speed_factor"] = f
-    return out
 
 
 def recalibration(
