@@ -83,6 +83,15 @@ def evaluate(space: str, lut: Path, label: str, batch: int = 1) -> pd.DataFrame:
             f"{part['unscaled_error_pct'].median():+.1f} %, raw "
             f"{part['sum_error_pct'].median():+.1f} %)"
         )
+        if "half_a_us" in part and part["half_a_us"].notna().sum() > 1:
+            from latprof.rank_metrics import split_half
+
+            own = split_half(part["half_a_us"].to_numpy(), part["half_b_us"].to_numpy())
+            print(
+                f"  {label}, {population}: the measurement against itself (even vs odd "
+                f"rounds): tau {own['split_half_tau']:.3f}, median difference "
+                f"{own['split_half_diff_pct']:.1f} %"
+            )
     return df
 
 

@@ -11,7 +11,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["fit_scale", "kendall_tau", "mape_after_fit", "ranks", "spearman", "top_overlap"]
+__all__ = [
+    "fit_scale",
+    "kendall_tau",
+    "mape_after_fit",
+    "ranks",
+    "spearman",
+    "split_half",
+    "top_overlap",
+]
 
 Values = Sequence[float] | np.ndarray
 
@@ -98,3 +106,16 @@ def top_overlap(pred: Values, measured: Values, fraction: float = 0.1) -> float:
     top_p = set(np.argsort(p, kind="stable")[:k].tolist())
     top_m = set(np.argsort(m, kind="stable")[:k].tolist())
     return len(top_p & top_m) / k
+
+
+def split_half(a: Values, b: Values) -> dict[str, float]:
+    """Two measurements of the same items (e.g. the even and the odd rounds' passes): Kendall
+    τ between them (`split_half_tau`) and the median |a - b| in percent of their mean
+    (`split_half_diff_pct`). Empty for fewer than 2 items."""
+    x, y = _pair(a, b)
+    keep = (x + y) > 0
+    x, y = x[keep], y[keep]
+    if x.size < 2:
+        return {}
+    diff = float(np.median(200.0 * np.abs(x - y) / (x + y)))
+    return {"split_half_tau": kendall_tau(x, y), "split_half_diff_pct": diff}

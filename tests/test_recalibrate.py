@@ -115,11 +115,11 @@ def fake_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     seen: list[int] = []
 
-    def fake_measure_many(networks, settings, progress=None):
+    def fake_measure_networks(networks, settings, progress=None):
         seen.append(len(networks))
-        return [(summarize([100.0 * (i + 1)] * 5), 1.0) for i in range(len(networks))]
+        return [(summarize([100.0 * (i + 1)] * 5), 1.0, None) for i in range(len(networks))]
 
-    monkeypatch.setattr(val, "measure_many", fake_measure_many)
+    monkeypatch.setattr(val, "measure_networks", fake_measure_networks)
     return seen
 
 

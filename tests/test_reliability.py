@@ -212,7 +212,7 @@ def no_measuring(*args: object, **kwargs: object) -> None:
     ("command", "forbidden"),
     [
         (["profile", GOOD, *FAST], "latprof.profiler.profile"),
-        (["validate", "--lut", "LUT", "ARCH"], "latprof.lut.validate.measure_many"),
+        (["validate", "--lut", "LUT", "ARCH"], "latprof.lut.validate.measure_networks"),
         (["predict", "ARCH", "--lut", "LUT"], "latprof.lut.validate.prediction_for"),
         (
             ["compare", "--space", "TINY", "--samples", "2", "--warmup", "1", "--trials", "1"],

@@ -352,6 +352,13 @@ def _summaries(table: Any, rows: list[dict[str, Any]], info: dict[str, Any] | No
             f"{m.get('batch')}, {m.get('threads')} threads)"
         )
         console().print(msg) if sys.stdout.isatty() else typer.echo(msg, err=True)
+        if s.get("split_half_tau") == s.get("split_half_tau") and "split_half_tau" in s:
+            own = (
+                f"{population}: the measurements against themselves (even vs odd rounds): "
+                f"Kendall τ {s['split_half_tau']:.2f}, median difference "
+                f"{s['split_half_diff_pct']:.1f} %; a prediction's τ can hardly exceed this"
+            )
+            console().print(own) if sys.stdout.isatty() else typer.echo(own, err=True)
     hint = drift_hint(table, rows) if not info else None
     if hint:
         warn(hint)

@@ -14,7 +14,7 @@ from typing import Any
 
 from latprof.lut import fresh
 from latprof.lut.table import LatencyTable
-from latprof.rank_metrics import kendall_tau
+from latprof.rank_metrics import kendall_tau, split_half
 
 SELF_CHECK_SEED = 7301
 SELF_CHECK_ARCHS = 10
@@ -38,13 +38,20 @@ def run(
     return check
 
 
+def _number(value: float | None) -> float | None:
+    return None if value is None or value != value else float(value)
+
+
 def summarize_rows(rows: list[dict[str, Any]], population: str, seed: int | None) -> dict:
-    """median/max |error| %, Kendall τ and the archs of validation rows."""
+    """median/max |error| %, Kendall τ, the measurement's split-half τ and median
+    difference (None without halves) and the archs of validation rows."""
     ok = [r for r in rows if r["error_pct"] is not None]
     errors = sorted(abs(r["error_pct"]) for r in ok)
     n = len(errors)
     median = (errors[n // 2] + errors[(n - 1) // 2]) / 2 if n else None
     tau = kendall_tau([r["predicted_us"] for r in ok], [r["measured_us"] for r in ok])
+    halves = [r for r in ok if r.get("half_a_us") is not None and r.get("half_b_us") is not None]
+    own = split_half([r["half_a_us"] for r in halves], [r["half_b_us"] for r in halves])
     return {
         "population": population,
         "k": n,
@@ -53,6 +60,8 @@ def summarize_rows(rows: list[dict[str, Any]], population: str, seed: int | None
         "median_abs_error_pct": median,
         "max_abs_error_pct": errors[-1] if n else None,
         "kendall_tau": None if tau != tau else tau,
+        "split_half_tau": _number(own.get("split_half_tau")),
+        "split_half_diff_pct": _number(own.get("split_half_diff_pct")),
         "archs": [
             {"arch": r["arch"], "predicted_us": r["predicted_us"], "measured_us": r["measured_us"]}
             for r in rows

@@ -368,10 +368,17 @@ def describe(check: dict[str, Any] | None) -> str:
     tau = check.get("kendall_tau")
     seed = f", seed {check['seed']}" if check.get("seed") is not None else ""
     what = "models" if check["population"] == "models" else f"{check['population']} architectures"
+    own = check.get("split_half_tau")
+    repeat = (
+        f"; the measurements against themselves (even vs odd rounds): τ {own:.2f}, "
+        f"{check['split_half_diff_pct']:.1f} % apart"
+        if own is not None and check.get("split_half_diff_pct") is not None
+        else ""
+    )
     return (
         f"self-check: median |error| {check['median_abs_error_pct']:.1f} %, max "
         f"{check['max_abs_error_pct']:.1f} %, Kendall τ {'n/a' if tau is None else f'{tau:.2f}'}"
-        f" over {check['k']} {what}{seed}"
+        f" over {check['k']} {what}{seed}{repeat}"
     )
 
 

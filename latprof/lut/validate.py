@@ -28,6 +28,9 @@ Network = tuple[nn.Module, tuple, dict]
 PER_ROUND = 2  # timed passes of each network per round
 
 
+Halves = tuple[Stats, Stats]
+
+
 def measure_many(
     networks: list[Network],
     settings: MeasureSettings,
@@ -35,13 +38,29 @@ def measure_many(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[tuple[Stats, float]]:
     """(latency statistics in µs, MACs) of whole forward passes of each network, without
-    hooks. All are warmed up, then timed in rounds: in each round every network runs one
-    untimed pass and then its share of the trials back to back (A A A B B B ... A A A ...).
-    Back to back, a network runs in its own steady cache state (timing A B C A B C instead
-    made each network pay for the others' evicting its weights: +46 % on 30 mbv2 archs);
-    the rounds spread the machine's drift over all of them. Rounds of 2 timed passes (15 for
-    30 trials, instead of 5 rounds of 6) narrowed the per-arch spread between two
-    measurements in one process (16 mbv2 archs, one run each: docs/benchmarks.md)."""
+    hooks (see `measure_networks`)."""
+    got = measure_networks(networks, settings, clock, progress)
+    return [(stats, macs) for stats, macs, _ in got]
+
+
+def measure_networks(
+    networks: list[Network],
+    settings: MeasureSettings,
+    clock: Clock | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[tuple[Stats, float, Halves | None]]:
+    """(latency statistics in µs, MACs, halves) of whole forward passes of each network,
+    without hooks. All are warmed up, then timed in rounds: in each round every network runs
+    one untimed pass and then its share of the trials back to back (A A A B B B ... A A A
+    ...). Back to back, a network runs in its own steady cache state (timing A B C A B C
+    instead made each network pay for the others' evicting its weights: +46 % on 30 mbv2
+    archs); the rounds spread the machine's drift over all of them. Rounds of 2 timed passes
+    (15 for 30 trials, instead of 5 rounds of 6) narrowed the per-arch spread between two
+    measurements in one process (16 mbv2 archs, one run each: docs/benchmarks.md).
+
+    `halves` are the statistics of the even and of the odd rounds' passes (None with fewer
+    than 2 rounds): two measurements of each network over the same minutes, whose agreement
+    is the measurement's own repeatability (see `split_half`)."""
     with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
         allocator.steady()
         clock = clock or clock_for(settings.device)
@@ -53,7 +72,7 @@ def measure_many(
                 args = place(args, settings.device, dtype)
                 kwargs = place(kwargs, settings.device, dtype)
                 ready.append((module, args, kwargs))
-        samples: list[list[float]] = [[] for _ in ready]
+        samples: list[list[list[float]]] = [[[], []] for _ in ready]  # even, odd rounds
         macs = []
         with ExitStack() as stack, torch.inference_mode():
             for module, args, kwargs in ready:
@@ -70,13 +89,17 @@ def measure_many(
                 for i, (module, args, kwargs) in enumerate(ready):
                     module(*args, **kwargs)  # untimed: back to this network's own cache state
                     for _ in range(per_round):
-                        samples[i].append(
+                        samples[i][r % 2].append(
                             time_plain(lambda m=module, a=args, k=kwargs: m(*a, **k), clock)
                         )
                 done += per_round
                 if progress:
                     progress(done, settings.trials)
-        return [(summarize(s), m) for s, m in zip(samples, macs, strict=True)]
+        out: list[tuple[Stats, float, Halves | None]] = []
+        for (even, odd), m in zip(samples, macs, strict=True):
+            halves = (summarize(even), summarize(odd)) if even and odd else None
+            out.append((summarize(even + odd), m, halves))
+        return out
 
 
 def measure_end_to_end(
@@ -91,10 +114,16 @@ def measure_end_to_end(
 
 
 def row(
-    name: str, pred: Prediction, stats: Stats, macs: float, statistic: str = "median"
+    name: str,
+    pred: Prediction,
+    stats: Stats,
+    macs: float,
+    statistic: str = "median",
+    halves: Halves | None = None,
 ) -> dict[str, Any]:
     """One validation row. `measured_us` is the `statistic` of the passes (the one the table
-    predicts); error_pct is (predicted - measured) / measured in percent."""
+    predicts); error_pct is (predicted - measured) / measured in percent; `half_a_us` and
+    `half_b_us` the statistic of the even and of the odd rounds' passes."""
     predicted = pred.total_us if not pred.misses else None
     raw = pred.sum_us if not pred.misses else None
     measured = float(getattr(stats, statistic))
@@ -116,6 +145,8 @@ def row(
         "interpolated": sum(b.source == "interpolated" for b in pred.blocks),
         "misses": len(pred.misses),
         "noisy": stats.noisy,
+        "half_a_us": float(getattr(halves[0], statistic)) if halves else None,
+        "half_b_us": float(getattr(halves[1], statistic)) if halves else None,
     }
 
 
@@ -238,7 +269,7 @@ def measure(
         recal.check_usable(table.meta, ref_preds)
         recal.warn_allocator(table.meta)
     try:
-        measured = measure_many(networks, settings, progress=progress)
+        measured = measure_networks(networks, settings, progress=progress)
     except (MemoryError, RuntimeError) as exc:
         if is_out_of_memory(exc):
             raise out_of_memory(exc, "measuring the networks") from exc
@@ -249,15 +280,15 @@ def measure(
         for p in ref_preds:
             p.scale = 1.0
         ref_rows = [
-            row(p.name, p, stats, macs, table.statistic)
-            for p, (stats, macs) in zip(ref_preds, measured[n:], strict=True)
+            row(p.name, p, stats, macs, table.statistic, halves)
+            for p, (stats, macs, halves) in zip(ref_preds, measured[n:], strict=True)
         ]
         recalibration = recal.from_rows(ref_rows, table.meta)
         for p in preds:
             p.scale = recalibration["factor"]
     rows = [
-        {**row(p.name, p, stats, macs, table.statistic), "population": population_of(t)}
-        for t, p, (stats, macs) in zip(targets, preds, measured[:n], strict=True)
+        {**row(p.name, p, stats, macs, table.statistic, halves), "population": population_of(t)}
+        for t, p, (stats, macs, halves) in zip(targets, preds, measured[:n], strict=True)
     ]
     return rows, recalibration
 
@@ -322,7 +353,21 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
         "max_abs_error_pct": errs[-1],
         "kendall_tau": tau,
         "n": len(errs),
+        **split_half(ok),
     }
+
+
+def split_half(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """How far the measurement agrees with itself over the rows' networks: τ and median
+    difference between the even and the odd rounds' measurements
+    (`rank_metrics.split_half`). Both halves come from the same rounds, so this is the
+    measurement's noise within one process: a prediction scored against it can hardly show
+    a τ above it. Empty without halves (fewer than 2 rounds, or rows of older files)."""
+    from latprof.rank_metrics import split_half as halves
+
+    pairs = [(r["half_a_us"], r["half_b_us"]) for r in rows if r.get("half_a_us") is not None]
+    pairs = [(a, b) for a, b in pairs if b is not None]
+    return halves([a for a, _ in pairs], [b for _, b in pairs])
 
 
 def summaries(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
