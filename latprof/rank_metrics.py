@@ -18,6 +18,7 @@ __all__ = [
     "ranks",
     "spearman",
     "split_half",
+    "tau_ceiling",
     "top_overlap",
 ]
 
@@ -110,12 +111,30 @@ def top_overlap(pred: Values, measured: Values, fraction: float = 0.1) -> float:
 
 def split_half(a: Values, b: Values) -> dict[str, float]:
     """Two measurements of the same items (e.g. the even and the odd rounds' passes): Kendall
-    τ between them (`split_half_tau`) and the median |a - b| in percent of their mean
-    (`split_half_diff_pct`). Empty for fewer than 2 items."""
+    τ between them (`split_half_tau`), the median |a - b| in percent of their mean
+    (`split_half_diff_pct`) and `tau_ceiling`, the τ a perfect prediction would reach
+    against the whole measurement (see `tau_ceiling`). Empty for fewer than 2 items."""
     x, y = _pair(a, b)
     keep = (x + y) > 0
     x, y = x[keep], y[keep]
     if x.size < 2:
         return {}
     diff = float(np.median(200.0 * np.abs(x - y) / (x + y)))
-    return {"split_half_tau": kendall_tau(x, y), "split_half_diff_pct": diff}
+    tau = kendall_tau(x, y)
+    return {"split_half_tau": tau, "split_half_diff_pct": diff, "tau_ceiling": tau_ceiling(tau)}
+
+
+def tau_ceiling(split_tau: float) -> float:
+    """Kendall τ between the true values and a measurement whose two halves agree with τ
+    `split_tau`: each half's noise is twice the whole's in variance, values and noise are
+    normal. τ → Pearson r by Greiner's relation (r = sin(πτ/2)), the whole's reliability
+    by Spearman-Brown (2r / (1 + r)), the truth's correlation with the whole is its square
+    root, and back to τ. 1 for halves in full agreement, 0 when they agree no better than
+    chance, NaN for NaN."""
+    if split_tau != split_tau:
+        return float("nan")
+    r = math.sin(math.pi * split_tau / 2)
+    if r <= 0:
+        return 0.0
+    reliability = 2 * r / (1 + r)
+    return 2 / math.pi * math.asin(math.sqrt(reliability))

@@ -356,7 +356,8 @@ def _summaries(table: Any, rows: list[dict[str, Any]], info: dict[str, Any] | No
             own = (
                 f"{population}: the measurements against themselves (even vs odd rounds): "
                 f"Kendall τ {s['split_half_tau']:.2f}, median difference "
-                f"{s['split_half_diff_pct']:.1f} %; a prediction's τ can hardly exceed this"
+                f"{s['split_half_diff_pct']:.1f} %; a perfect prediction would reach about "
+                f"τ {s['tau_ceiling']:.2f} against this measurement"
             )
             console().print(own) if sys.stdout.isatty() else typer.echo(own, err=True)
     hint = drift_hint(table, rows) if not info else None

@@ -62,6 +62,7 @@ def summarize_rows(rows: list[dict[str, Any]], population: str, seed: int | None
         "kendall_tau": None if tau != tau else tau,
         "split_half_tau": _number(own.get("split_half_tau")),
         "split_half_diff_pct": _number(own.get("split_half_diff_pct")),
+        "tau_ceiling": _number(own.get("tau_ceiling")),
         "archs": [
             {"arch": r["arch"], "predicted_us": r["predicted_us"], "measured_us": r["measured_us"]}
             for r in rows

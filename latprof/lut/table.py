@@ -368,11 +368,12 @@ def describe(check: dict[str, Any] | None) -> str:
     tau = check.get("kendall_tau")
     seed = f", seed {check['seed']}" if check.get("seed") is not None else ""
     what = "models" if check["population"] == "models" else f"{check['population']} architectures"
-    own = check.get("split_half_tau")
+    own, ceiling = check.get("split_half_tau"), check.get("tau_ceiling")
     repeat = (
         f"; the measurements against themselves (even vs odd rounds): τ {own:.2f}, "
-        f"{check['split_half_diff_pct']:.1f} % apart"
-        if own is not None and check.get("split_half_diff_pct") is not None
+        f"{check['split_half_diff_pct']:.1f} % apart, so a perfect prediction would reach "
+        f"about τ {ceiling:.2f}"
+        if own is not None and ceiling is not None and check.get("split_half_diff_pct") is not None
         else ""
     )
     return (
