@@ -100,11 +100,16 @@ def test_measured_is_the_tables_statistic(tiny_lut: Path, monkeypatch: pytest.Mo
     from latprof.predictors.compare import compare
     from latprof.stats import summarize
 
-    def fake_measure_many(networks, settings, progress=None):
+    def fake_measure_networks(networks, settings, progress=None):
         base = [10.0, 12.0, 11.0, 13.0, 60.0]
-        return [(summarize([100 * i + b for b in base]), 1.0) for i in range(len(networks))]
+        out = []
+        for i in range(len(networks)):
+            times = [100 * i + b for b in base]
+            halves = (summarize(times[0::2]), summarize(times[1::2]))
+            out.append((summarize(times), 1.0, halves))
+        return out
 
-    monkeypatch.setattr(latprof.lut.validate, "measure_many", fake_measure_many)
+    monkeypatch.setattr(latprof.lut.validate, "measure_networks", fake_measure_networks)
     space = get_space(str(TINY))
     archs = sample_archs(space, 3, 0)
     settings = MeasureSettings(warmup=1, trials=5)
@@ -120,3 +125,9 @@ def test_measured_is_the_tables_statistic(tiny_lut: Path, monkeypatch: pytest.Mo
     assert [a["measured_us"] for a in result.archs] == pytest.approx([21.2, 121.2, 221.2])
     without = compare(space, archs, settings, 1)  # no table: p10
     assert [a["measured_us"] for a in without.archs] == pytest.approx([10.4, 110.4, 210.4])
+    # halves 10 11 60 and 12 13: p10 10.2 and 12.1, then +100 per arch
+    assert [a["half_a_us"] for a in without.archs] == pytest.approx([10.2, 110.2, 210.2])
+    assert [a["half_b_us"] for a in without.archs] == pytest.approx([12.1, 112.1, 212.1])
+    own = without.ceiling()
+    assert own["split_half_tau"] == 1.0 and own["tau_ceiling"] == pytest.approx(1.0)
+    assert own["split_half_diff_pct"] == pytest.approx(200 * 1.9 / 222.3)  # the middle arch

@@ -445,6 +445,14 @@ def compare_cmd(
         + ("" if table is not None else "; no --lut, so no lut predictor"),
         err=True,
     )
+    own = result.ceiling()
+    if own:
+        typer.echo(
+            f"the measurement against itself (even vs odd rounds): Kendall τ "
+            f"{own['split_half_tau']:.2f}, median difference {own['split_half_diff_pct']:.1f} "
+            f"%; a perfect predictor would reach about τ {own['tau_ceiling']:.2f}",
+            err=True,
+        )
 
 
 def _check_outputs(

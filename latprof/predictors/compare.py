@@ -52,6 +52,13 @@ class Comparison:
             )
         return rows
 
+    def ceiling(self) -> dict[str, float]:
+        """The measurement against itself (`rank_metrics.split_half` of the even and the odd
+        rounds): how high any predictor's τ could go; empty without halves."""
+        pairs = [(a.get("half_a_us"), a.get("half_b_us")) for a in self.archs]
+        pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+        return metrics.split_half([x for x, _ in pairs], [y for _, y in pairs])
+
 
 def compare(
     space: SearchSpace,
@@ -63,9 +70,10 @@ def compare(
     progress: Tick | None = None,
 ) -> Comparison:
     """Predict every arch with every available predictor, then measure them all end to end
-    (`measure_many`). `measured_us` is the statistic the table predicts (p10 without one)."""
+    (`measure_networks`). `measured_us` is the statistic the table predicts (p10 without
+    one); `half_a_us` and `half_b_us` the same of the even and of the odd rounds."""
     from latprof.lut.predict import predict_arch
-    from latprof.lut.validate import measure_many
+    from latprof.lut.validate import measure_networks
     from latprof.measure.device import DTYPES
 
     dtype_bytes = DTYPES[settings.dtype].itemsize
@@ -89,14 +97,16 @@ def compare(
         record["choices"] = " ".join(c.label() for c in arch.choices)
         result.archs.append(record)
         networks.append((net, (x,), {}))
-    measured = measure_many(networks, settings, progress=progress)
+    measured = measure_networks(networks, settings, progress=progress)
     statistic = table.statistic if table is not None else "p10"
-    for record, (stats, macs) in zip(result.archs, measured, strict=True):
+    for record, (stats, macs, halves) in zip(result.archs, measured, strict=True):
         record.update(
             measured_us=float(getattr(stats, statistic)),
             measured_median_us=stats.median,
             measured_iqr_us=stats.iqr,
             macs=macs,
+            half_a_us=float(getattr(halves[0], statistic)) if halves else None,
+            half_b_us=float(getattr(halves[1], statistic)) if halves else None,
         )
     return result
 
