@@ -97,7 +97,8 @@ def evaluate(space: str, lut: Path, label: str, batch: int = 1) -> pd.DataFrame:
 
 def repeatability(lut: Path, first: pd.DataFrame, label: str) -> None:
     """The random archs measured again in another process: how far two measurements of the
-    same archs agree, the ceiling of any predictor's score against one of them."""
+    same archs agree (a noiseless prediction can score a little above this; see
+    rank_metrics.tau_ceiling)."""
     args = ["validate", "--lut", str(lut), "--samples", str(SAMPLES), "--seed", str(EVAL_SEED),
             "--threads", "1", "--format", "csv", *VALIDATE_TRIALS]  # fmt: skip
     again = pd.read_csv(io.StringIO(run(*args).stdout))

@@ -112,8 +112,8 @@ def top_overlap(pred: Values, measured: Values, fraction: float = 0.1) -> float:
 def split_half(a: Values, b: Values) -> dict[str, float]:
     """Two measurements of the same items (e.g. the even and the odd rounds' passes): Kendall
     τ between them (`split_half_tau`), the median |a - b| in percent of their mean
-    (`split_half_diff_pct`) and `tau_ceiling`, the τ a perfect prediction would reach
-    against the whole measurement (see `tau_ceiling`). Empty for fewer than 2 items."""
+    (`split_half_diff_pct`) and `tau_ceiling`, the most τ a prediction could reach against
+    the whole measurement (see `tau_ceiling`). Empty for fewer than 2 items."""
     x, y = _pair(a, b)
     keep = (x + y) > 0
     x, y = x[keep], y[keep]
@@ -130,7 +130,8 @@ def tau_ceiling(split_tau: float) -> float:
     normal. τ → Pearson r by Greiner's relation (r = sin(πτ/2)), the whole's reliability
     by Spearman-Brown (2r / (1 + r)), the truth's correlation with the whole is its square
     root, and back to τ. 1 for halves in full agreement, 0 when they agree no better than
-    chance, NaN for NaN."""
+    chance, NaN for NaN. Whatever both halves share (e.g. one process's per-item effects,
+    which a prediction made elsewhere cannot know) counts as truth here: an upper bound."""
     if split_tau != split_tau:
         return float("nan")
     r = math.sin(math.pi * split_tau / 2)

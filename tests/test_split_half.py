@@ -61,16 +61,27 @@ class Scripted(nn.Module):
         return x + 0
 
 
-def test_halves_are_the_even_and_the_odd_rounds() -> None:
+def calls(offset: float) -> list[float]:
+    """7 trials: 4 rounds of 2, 2, 2, 1 timed passes, each after one untimed pass (99 µs);
+    round r's pass j takes offset + 10 (r + 1) + j µs, after one warm-up pass."""
+    out = [99.0]
+    for r, passes in enumerate((2, 2, 2, 1)):
+        out += [99.0] + [offset + 10 * (r + 1) + j for j in range(passes)]
+    return out
+
+
+def test_halves_are_the_even_and_the_odd_rounds_as_many_from_each() -> None:
     clock = FakeClock()
-    # calls: warm-up, then per round one untimed pass and 2 timed ones (4 trials: 2 rounds)
-    calls = [99.0, 99.0, 10.0, 12.0, 99.0, 20.0, 22.0]
-    net = (Scripted(clock, calls), (torch.ones(1),), {})
-    ((stats, _, halves),) = val.measure_networks([net], MeasureSettings(warmup=1, trials=4), clock)
-    assert halves is not None
-    assert (halves[0].n, halves[0].min, halves[0].max) == (2, 10.0, 12.0)
-    assert (halves[1].n, halves[1].min, halves[1].max) == (2, 20.0, 22.0)
-    assert stats.n == 4 and stats.p10 == pytest.approx(10.6)
+    nets = [(Scripted(clock, calls(o)), (torch.ones(1),), {}) for o in (0.0, 100.0)]
+    got = val.measure_networks(nets, MeasureSettings(warmup=1, trials=7), clock)
+    for (stats, _, halves), o in zip(got, (0.0, 100.0), strict=True):
+        assert halves is not None
+        even, odd = halves
+        # even rounds 0 and 2 hold 4 passes, odd rounds 1 and 3 hold 3: 3 of each
+        assert (even.n, even.min, even.max) == (3, o + 10.0, o + 30.0)
+        assert (odd.n, odd.min, odd.max) == (3, o + 20.0, o + 40.0)
+        assert even.mean == pytest.approx(o + (10 + 11 + 30) / 3)
+        assert stats.n == 7 and stats.max == o + 40.0  # the whole keeps every pass
     one_round = (Scripted(clock, [1.0, 1.0, 5.0, 5.0]), (torch.ones(1),), {})
     ((_, _, none),) = val.measure_networks([one_round], MeasureSettings(warmup=1, trials=2), clock)
     assert none is None  # one round: no halves
@@ -98,10 +109,46 @@ def test_validation_rows_and_summaries_carry_the_halves(
     assert check["split_half_tau"] == 1.0
     assert check["tau_ceiling"] == 1.0
     assert (
-        "even vs odd rounds): τ 1.00, 9.5 % apart, so a perfect prediction would reach about τ 1.00"
-        in describe(check)
+        "(even vs odd rounds): τ 1.00, the halves differ by a median of 9.5 %, a prediction "
+        "could reach at most about τ 1.00" in describe(check)
     )
     older = [{k: v for k, v in r.items() if not k.startswith("half_")} for r in rows]
     assert "split_half_tau" not in val.summary(older)  # rows of older files: no halves
     assert selfcheck.summarize_rows(older, "random", 1)["split_half_tau"] is None
     assert "even vs odd" not in describe(selfcheck.summarize_rows(older, "random", 1))
+
+
+def test_rows_with_missing_halves_are_left_out() -> None:
+    nan = float("nan")
+    rows = [
+        {"half_a_us": a, "half_b_us": b}
+        for a, b in [(1.0, 1.1), (2.0, 2.1), (nan, 3.0), (None, 4.0), (3.0, 2.9)]
+    ]
+    got = val.split_half(rows)
+    assert got == split_half([1.0, 2.0, 3.0], [1.1, 2.1, 2.9])
+
+
+def test_validate_prints_the_line_from_ten_networks_on(
+    tiny_lut: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from latprof.cli import app
+
+    def fake(networks, settings, progress=None):
+        return [
+            (summarize([100.0 + i] * 2), 1.0, (summarize([100.0 + i]), summarize([101.0 + i])))
+            for i in range(len(networks))
+        ]
+
+    monkeypatch.setattr(val, "measure_networks", fake)
+    args = ["validate", "--lut", str(tiny_lut), "--seed", "1", "--threads", "1", "-f", "csv"]
+    ten = CliRunner().invoke(app, [*args, "--samples", "10"])
+    assert ten.exit_code == 0, ten.output
+    assert (
+        "random: the measurement against itself (even vs odd rounds, 10 networks): Kendall τ "
+        "1.00, the halves differ by a median of" in ten.stderr
+    )
+    assert "a prediction could reach at most about τ 1.00 against it" in ten.stderr
+    nine = CliRunner().invoke(app, [*args, "--samples", "9"])
+    assert nine.exit_code == 0 and "against itself" not in nine.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -352,17 +353,36 @@ def _summaries(table: Any, rows: list[dict[str, Any]], info: dict[str, Any] | No
             f"{m.get('batch')}, {m.get('threads')} threads)"
         )
         console().print(msg) if sys.stdout.isatty() else typer.echo(msg, err=True)
-        if s.get("split_half_tau") == s.get("split_half_tau") and "split_half_tau" in s:
-            own = (
-                f"{population}: the measurements against themselves (even vs odd rounds): "
-                f"Kendall τ {s['split_half_tau']:.2f}, median difference "
-                f"{s['split_half_diff_pct']:.1f} %; a perfect prediction would reach about "
-                f"τ {s['tau_ceiling']:.2f} against this measurement"
-            )
+        own = ceiling_line(s, s["n"])
+        if own:
+            own = f"{population}: {own}"
             console().print(own) if sys.stdout.isatty() else typer.echo(own, err=True)
     hint = drift_hint(table, rows) if not info else None
     if hint:
         warn(hint)
+
+
+def _note(line: str | None) -> None:
+    if line:
+        typer.echo(line, err=True)
+
+
+CEILING_MIN_NETWORKS = 10
+"""Fewer networks than this get no ceiling line: τ over them is too coarse (SE ~0.2 at 10)."""
+
+
+def ceiling_line(split: dict[str, float], n: int) -> str | None:
+    """'the measurement against itself ...' (rank_metrics.split_half), or None below
+    CEILING_MIN_NETWORKS networks or without halves."""
+    tau = split.get("split_half_tau", float("nan"))
+    if n < CEILING_MIN_NETWORKS or not math.isfinite(tau):
+        return None
+    return (
+        f"the measurement against itself (even vs odd rounds, {n} networks): Kendall τ "
+        f"{tau:.2f}, the halves differ by a median of {split['split_half_diff_pct']:.1f} %; "
+        f"a prediction could reach at most about τ {split['tau_ceiling']:.2f} against it "
+        "(this process's noise only)"
+    )
 
 
 def drift_hint(table: Any, rows: list[dict[str, Any]]) -> str | None:
@@ -445,14 +465,7 @@ def compare_cmd(
         + ("" if table is not None else "; no --lut, so no lut predictor"),
         err=True,
     )
-    own = result.ceiling()
-    if own:
-        typer.echo(
-            f"the measurement against itself (even vs odd rounds): Kendall τ "
-            f"{own['split_half_tau']:.2f}, median difference {own['split_half_diff_pct']:.1f} "
-            f"%; a perfect predictor would reach about τ {own['tau_ceiling']:.2f}",
-            err=True,
-        )
+    _note(ceiling_line(result.ceiling(), len(result.archs)))
 
 
 def _check_outputs(

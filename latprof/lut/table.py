@@ -370,9 +370,9 @@ def describe(check: dict[str, Any] | None) -> str:
     what = "models" if check["population"] == "models" else f"{check['population']} architectures"
     own, ceiling = check.get("split_half_tau"), check.get("tau_ceiling")
     repeat = (
-        f"; the measurements against themselves (even vs odd rounds): τ {own:.2f}, "
-        f"{check['split_half_diff_pct']:.1f} % apart, so a perfect prediction would reach "
-        f"about τ {ceiling:.2f}"
+        f"; the measurement against itself (even vs odd rounds): τ {own:.2f}, the halves "
+        f"differ by a median of {check['split_half_diff_pct']:.1f} %, a prediction could "
+        f"reach at most about τ {ceiling:.2f}"
         if own is not None and ceiling is not None and check.get("split_half_diff_pct") is not None
         else ""
     )

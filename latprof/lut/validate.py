@@ -58,9 +58,10 @@ def measure_networks(
     (15 for 30 trials, instead of 5 rounds of 6) narrowed the per-arch spread between two
     measurements in one process (16 mbv2 archs, one run each: docs/benchmarks.md).
 
-    `halves` are the statistics of the even and of the odd rounds' passes (None with fewer
-    than 2 rounds): two measurements of each network over the same minutes, whose agreement
-    is the measurement's own repeatability (see `split_half`)."""
+    `halves` are the statistics of the even and of the odd rounds' passes, as many from
+    each (the first ones; None with a single round, i.e. 2 trials or fewer): two
+    measurements of each network over the same minutes, whose agreement is the
+    measurement's own repeatability (see `split_half`)."""
     with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
         allocator.steady()
         clock = clock or clock_for(settings.device)
@@ -97,7 +98,8 @@ def measure_networks(
                     progress(done, settings.trials)
         out: list[tuple[Stats, float, Halves | None]] = []
         for (even, odd), m in zip(samples, macs, strict=True):
-            halves = (summarize(even), summarize(odd)) if even and odd else None
+            n = min(len(even), len(odd))  # equal halves: an odd last round is left out
+            halves = (summarize(even[:n]), summarize(odd[:n])) if n else None
             out.append((summarize(even + odd), m, halves))
         return out
 
@@ -359,10 +361,11 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def split_half(rows: list[dict[str, Any]]) -> dict[str, float]:
     """How far the measurement agrees with itself over the rows' networks: τ and median
-    difference between the even and the odd rounds' measurements
-    (`rank_metrics.split_half`). Both halves come from the same rounds, so this is the
-    measurement's noise within one process: a prediction scored against it can hardly show
-    a τ above it. Empty without halves (fewer than 2 rounds, or rows of older files)."""
+    difference between the even and the odd rounds' measurements, and `tau_ceiling`
+    (`rank_metrics.split_half`). Both halves come from one process, so this is the
+    measurement's noise within it; what the halves share (this process's per-network
+    effects) counts as truth, so the ceiling is an upper bound. Empty without halves (a
+    single round, or rows of older files)."""
     from latprof.rank_metrics import split_half as halves
 
     pairs = [(r["half_a_us"], r["half_b_us"]) for r in rows if r.get("half_a_us") is not None]

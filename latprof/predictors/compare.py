@@ -54,7 +54,7 @@ class Comparison:
 
     def ceiling(self) -> dict[str, float]:
         """The measurement against itself (`rank_metrics.split_half` of the even and the odd
-        rounds): how high any predictor's τ could go; empty without halves."""
+        rounds): about how high any predictor's τ could go; empty without halves."""
         pairs = [(a.get("half_a_us"), a.get("half_b_us")) for a in self.archs]
         pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
         return metrics.split_half([x for x, _ in pairs], [y for _, y in pairs])
