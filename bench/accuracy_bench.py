@@ -90,7 +90,7 @@ def evaluate(space: str, lut: Path, label: str, batch: int = 1) -> pd.DataFrame:
             print(
                 f"  {label}, {population}: the measurement against itself (even vs odd "
                 f"rounds): tau {own['split_half_tau']:.3f}, median difference "
-                f"{own['split_half_diff_pct']:.1f} %"
+                f"{own['split_half_diff_pct']:.1f} %; ceiling tau {own['tau_ceiling']:.3f}"
             )
     return df
 
