@@ -14,7 +14,8 @@ from typing import Any
 
 from latprof.lut import fresh
 from latprof.lut.table import LatencyTable
-from latprof.rank_metrics import kendall_tau, split_half
+from latprof.lut.validate import split_half
+from latprof.rank_metrics import kendall_tau
 
 SELF_CHECK_SEED = 7301
 SELF_CHECK_ARCHS = 10
@@ -50,8 +51,7 @@ def summarize_rows(rows: list[dict[str, Any]], population: str, seed: int | None
     n = len(errors)
     median = (errors[n // 2] + errors[(n - 1) // 2]) / 2 if n else None
     tau = kendall_tau([r["predicted_us"] for r in ok], [r["measured_us"] for r in ok])
-    halves = [r for r in ok if r.get("half_a_us") is not None and r.get("half_b_us") is not None]
-    own = split_half([r["half_a_us"] for r in halves], [r["half_b_us"] for r in halves])
+    own = split_half(ok)
     return {
         "population": population,
         "k": n,

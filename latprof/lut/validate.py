@@ -360,7 +360,8 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def split_half(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """How far the measurement agrees with itself over the rows' networks: τ and median
+    """How far the measurement agrees with itself over the rows' networks (validation rows,
+    or compare's per-arch records): τ and median
     difference between the even and the odd rounds' measurements, and `tau_ceiling`
     (`rank_metrics.split_half`). Both halves come from one process, so this is the
     measurement's noise within it; what the halves share (this process's per-network
@@ -368,8 +369,8 @@ def split_half(rows: list[dict[str, Any]]) -> dict[str, float]:
     single round, or rows of older files)."""
     from latprof.rank_metrics import split_half as halves
 
-    pairs = [(r["half_a_us"], r["half_b_us"]) for r in rows if r.get("half_a_us") is not None]
-    pairs = [(a, b) for a, b in pairs if b is not None]
+    pairs = [(r.get("half_a_us"), r.get("half_b_us")) for r in rows]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
     return halves([a for a, _ in pairs], [b for _, b in pairs])
 
 

@@ -53,11 +53,11 @@ class Comparison:
         return rows
 
     def ceiling(self) -> dict[str, float]:
-        """The measurement against itself (`rank_metrics.split_half` of the even and the odd
+        """The measurement against itself (`validate.split_half` of the even and the odd
         rounds): about how high any predictor's τ could go; empty without halves."""
-        pairs = [(a.get("half_a_us"), a.get("half_b_us")) for a in self.archs]
-        pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
-        return metrics.split_half([x for x, _ in pairs], [y for _, y in pairs])
+        from latprof.lut.validate import split_half
+
+        return split_half(self.archs)
 
 
 def compare(
