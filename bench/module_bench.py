@@ -9,6 +9,12 @@
    (goal within 1 % where FlopCounterMode counts every op).
 3. CNN numbers unchanged: zoo:cnn and zoo:dscnn profiled with every module timed and with
    --leaves-only, alternately: leaf times (ratio of sums, median of per-layer ratios) and MACs.
+4. Self times against a known cost: 24 convolutions, each inside d wrappers whose forward
+   only calls the child. A wrapper's true self time is what the d wrappers add to plain
+   passes of the same convolutions called directly (median of 400 paired differences).
+   latprof's self times (nest calibrated on nn.Identity, subtracted) and what they would be
+   with the nest these passes measure (`nest_in_model_us`, reported, not subtracted), against
+   it; and the convolutions' leaf sum against the plain passes of the bare convolutions.
 
 CPU, 1 thread, batch 1. Run alone: nothing else may use the CPU while it times.
 
@@ -121,6 +127,13 @@ def attribution(specs: tuple[str, ...] = MODELS, leaves_only: bool = False) -> N
             "            largest parent self times: "
             + ", ".join(f"{r['class']} {r['self_us']:.0f} µs" for r in containers)
         )
+        if prof.nest_in_model_us is not None:  # every call but the model's has a timed parent
+            more = (prof.nest_in_model_us - prof.nest_us) * (s.calls_per_pass - 1)
+            print(
+                f"            nest nn.Identity {prof.nest_us:.2f} / in model "
+                f"{prof.nest_in_model_us:.2f} µs; (unattributed) with the nest in model "
+                f"{(s.unattributed_us + more) / s.e2e.mean:.1%}"
+            )
 
 
 def cnn_unchanged() -> None:
@@ -154,6 +167,56 @@ def cnn_unchanged() -> None:
         )
 
 
+def plain_cost(model: nn.Module, bare: nn.Module, x: torch.Tensor, clock) -> tuple[float, float]:
+    """Median over 400 pairs of plain passes of (model - bare), and bare's median (µs)."""
+    from latprof.measure.runner import time_plain
+
+    diffs, bares = [], []
+    with torch.inference_mode():
+        for _ in range(20):
+            model(x), bare(x)
+        for _ in range(400):
+            b = time_plain(lambda: bare(x), clock, settle=True)
+            diffs.append(time_plain(lambda: model(x), clock, settle=True) - b)
+            bares.append(b)
+    return statistics.median(diffs), statistics.median(bares)
+
+
+def known_self_times() -> None:
+    from latprof.measure.clocks import clock_for
+
+    print("\n4. self times of wrappers around 24 convolutions against their plain cost")
+    print(
+        "   depth  plain µs/wrapper  self (reported)  self with the nest in model  "
+        "nest Identity / in model µs  conv leaf / plain"
+    )
+    clock = clock_for("cpu")
+    x = torch.randn(1, 16, 28, 28)
+    torch.manual_seed(0)
+    convs = [nn.Conv2d(16, 16, 3, padding=1) for _ in range(24)]
+    bare = nn.Sequential(*convs).eval()
+    for depth in (1, 2, 4):
+        wrapped = []
+        for conv in convs:
+            block: nn.Module = conv
+            for _ in range(depth):
+                block = Wrap(block)
+            wrapped.append(block)
+        model = nn.Sequential(*wrapped).eval()
+        true, bare_us = plain_cost(model, bare, x, clock)
+        true /= 24 * depth
+        prof = profile(model, (x,), trials=200)
+        wraps = [m for m in prof.modules if m.category == "Wrap"]
+        self_us = sum(m.stats.mean for m in wraps) / len(wraps)  # nn.Identity's nest
+        in_model = prof.nest_in_model_us if prof.nest_in_model_us is not None else prof.nest_us
+        with_model = self_us - (in_model - prof.nest_us)  # each wrapper has one child
+        conv_us = sum(r.stats.mean for r in prof.layers) / bare_us
+        print(
+            f"   {depth:5d}  {true:16.2f}  {self_us:17.2f}  {with_model:27.2f}  "
+            f"{prof.nest_us:.2f} / {in_model:.2f}  {conv_us:16.3f}"
+        )
+
+
 def noise_line() -> str:
     """The machine's noise right now (bench/_noise.py), to print beside the figures."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -172,6 +235,7 @@ def main(specs: list[str] | None = None) -> None:
         timer_cost()
         attribution()
         cnn_unchanged()
+        known_self_times()
     print(noise_line())
     print(f"\nmodule_bench: {time.perf_counter() - start:.0f} s")
 

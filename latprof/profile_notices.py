@@ -129,6 +129,8 @@ def _negative_unattributed(prof: Profile) -> Notice:
             f"removed by the bias and nest calibrated on nn.Identity ({s.bias_us:.2f} + "
             f"{prof.nest_us:.2f} µs), which real layers make dearer"
         )
+        if prof.nest_in_model_us is not None:
+            why += f" (these passes put nest at {prof.nest_in_model_us:.2f} µs per child call)"
         hint = (
             "read self times of parents with many children as high by up to that much per "
             "child; --leaves-only times leaves alone"

@@ -50,6 +50,7 @@ from latprof.measure.runner import (
     RunResult,
     calibrate_bias,
     calibrate_nesting,
+    nest_in_model,
     run_trials,
 )
 from latprof.module_tree import children_of, parent_of
@@ -222,6 +223,7 @@ def profile(
                         nest,
                     )
                 launch_bound = _launch_share(clock, before)
+                in_model = nest_in_model(result, bias, nest) if nest else None
                 with _failures("after the timed passes (page faults, aten ops)"):
                     e2e_faults = plain_faults(lambda: model(*args, **kwargs), fault_counter)
                     faults = FaultProbe(called, fault_counter)
@@ -264,6 +266,7 @@ def profile(
         bias_us=bias,
         modules=containers,
         nest_us=nest,
+        nest_in_model_us=in_model,
         ops=ops,
         edges=[[names[order[a]], names[order[b]], calls] for (a, b), calls in result.edges.items()],
         e2e_faults_per_pass=e2e_faults,

@@ -24,11 +24,13 @@ from latprof.lut.plan import plan_build
 from latprof.lut.table import LatencyTable
 
 REPO = Path(__file__).parent.parent
-# tiny.toml, larger and with more mid widths: 84 entries, about a second of measuring after
-# a start-up of about 1.5 s, saved in 6 (alone) to 20 (networks) batches
+# tiny.toml, larger and with more mid widths: 84 entries, saved in 6 (alone) to 20
+# (networks) batches. Input and trials make the measuring last about 3.5 s after a start-up
+# of about 1.3 s on a fast host (an Intel Xeon, 2026-12-02), so the kills land before the end:
+# with 48x48 and 10 trials that host finished whole builds in 1.7 s, before any kill
 SPACE = """\
 name = "crash"
-input = [3, 48, 48]
+input = [3, 96, 96]
 
 [[stage]]
 name = "stem"
@@ -51,7 +53,7 @@ c_out = 10
 act = "none"
 ops = ["pool_fc"]
 """
-WARMUP, TRIALS = 2, 10
+WARMUP, TRIALS = 2, 100
 OPTIONS = ["--width-step", "1", "--warmup", str(WARMUP), "--trials", str(TRIALS)]
 OPTIONS += ["--threads", "1", "--self-check", "0", "--fit", "0"]
 KILLS = 3

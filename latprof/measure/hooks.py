@@ -150,9 +150,10 @@ class TreeTimer:
 
     def tree_times(
         self, bias_us: float, nest_us: float, edges: dict[tuple[int, int], int] | None = None
-    ) -> list[tuple[int, float, float, bool]]:
-        """(module, self µs, total µs, outermost) for every call of the last pass; after
-        clock.finish(). `edges`, when given, counts the calls of each (caller, callee) pair.
+    ) -> list[tuple[int, float, float, bool, int]]:
+        """(module, self µs, total µs, outermost, timed children) for every call of the last
+        pass; after clock.finish(). `edges`, when given, counts the calls of each
+        (caller, callee) pair.
 
         A call without timed children is credited max(raw - bias, 0), as a leaf. A call with
         children is credited raw - bias - Σ children's raw - children × nest (`nest_us`: what
@@ -161,7 +162,7 @@ class TreeTimer:
         """
         elapsed = self.clock.elapsed_us
         below: dict[int, list[Any]] = {}  # depth -> [children's raw, calls, totals, modules]
-        out: list[tuple[int, float, float, bool]] = []
+        out: list[tuple[int, float, float, bool, int]] = []
         for index, start, end, depth, outermost in self.calls:
             raw = elapsed(start, end)
             child_raw, children, child_total, callees = below.pop(depth + 1, (0.0, 0, 0.0, ()))
@@ -173,7 +174,7 @@ class TreeTimer:
                 for callee in callees:
                     edges[index, callee] = edges.get((index, callee), 0) + 1
             total = own + child_total
-            out.append((index, own, total, outermost))
+            out.append((index, own, total, outermost, children))
             acc = below.setdefault(depth, [0.0, 0, 0.0, []])
             acc[0] += raw
             acc[1] += 1

@@ -28,6 +28,7 @@ class RunResult:
     total_us: np.ndarray  # (trials, modules): per-forward sum of the outermost calls' totals
     edges: dict[tuple[int, int], float] = field(default_factory=dict)  # (caller, callee): calls
     # per forward, mean over trials
+    child_calls: np.ndarray | None = None  # (trials, modules): timed children of the calls
 
 
 def time_plain(forward: Callable[[], Any], clock: Clock, settle: bool = False) -> float:
@@ -133,6 +134,7 @@ def run_trials(
     totals = np.zeros((trials, n))
     edges: dict[tuple[int, int], int] = {}
     calls = np.zeros((trials, n), dtype=np.int64)
+    kids = np.zeros((trials, n), dtype=np.int64)
     e2e = np.zeros(trials)
     hooked = np.zeros(trials)
     for t in range(trials):
@@ -140,8 +142,9 @@ def run_trials(
             e2e[t] = time_plain(forward, clock)
         hooked[t] = time_tree(forward, timer)
         # read before the next pass: a CUDA clock reuses its events
-        for index, own, whole, outermost in timer.tree_times(bias_us, nest_us, edges):
+        for index, own, whole, outermost, children in timer.tree_times(bias_us, nest_us, edges):
             times[t, index] += own
+            kids[t, index] += children
             if outermost:  # a recursive call's total is inside its outer call's
                 totals[t, index] += whole
             calls[t, index] += 1
@@ -150,4 +153,23 @@ def run_trials(
         if progress:
             progress("trials", warmup + t + 1, total)
     per_pass = {pair: count / trials for pair, count in edges.items()}
-    return RunResult(times, calls, e2e, hooked, totals, per_pass)
+    return RunResult(times, calls, e2e, hooked, totals, per_pass, kids)
+
+
+def nest_in_model(result: RunResult, bias_us: float, nest_us: float) -> float | None:
+    """What one timed child cost its timed parent outside the child's marks in these passes.
+
+    The median over trials of (timed pass - plain pass), less the bias of every timed call
+    and the calibrated `nest_us` of those without a timed parent, per call with a timed
+    parent. Reported beside nn.Identity's nest, not subtracted: the passes add up with it by
+    construction, but self times of known cost came out closer with nn.Identity's
+    (docs/benchmarks.md, issue 14). None without nesting or with fewer than 2 trials."""
+    diff = result.hooked_us - result.e2e_us
+    if result.child_calls is None or len(diff) < 2:
+        return None
+    calls = float(result.leaf_calls.sum(axis=1).mean())
+    nested = float(result.child_calls.sum(axis=1).mean())
+    if nested <= 0:
+        return None
+    added = float(np.median(diff))  # a slow sample in one pass is not the timers' cost
+    return (added - calls * bias_us - (calls - nested) * nest_us) / nested
