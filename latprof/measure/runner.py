@@ -162,8 +162,8 @@ def nest_in_model(result: RunResult, bias_us: float, nest_us: float) -> float | 
     The median over trials of (timed pass - plain pass), less the bias of every timed call
     and the calibrated `nest_us` of those without a timed parent, per call with a timed
     parent. Reported beside nn.Identity's nest, not subtracted: the passes add up with it by
-    construction, but self times of known cost came out closer with nn.Identity's
-    (docs/benchmarks.md, issue 14). None without nesting or with fewer than 2 trials."""
+    construction, but self times of known cost came out no truer with it (docs/benchmarks.md,
+    issue 14). None without nesting or with fewer than 2 trials."""
     diff = result.hooked_us - result.e2e_us
     if result.child_calls is None or len(diff) < 2:
         return None
