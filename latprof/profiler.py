@@ -223,7 +223,7 @@ def profile(
                         nest,
                     )
                 launch_bound = _launch_share(clock, before)
-                in_model = nest_in_model(result, bias, nest) if nest else None
+                in_model = nest_in_model(result, bias, nest) if config.calibrate_bias else None
                 with _failures("after the timed passes (page faults, aten ops)"):
                     e2e_faults = plain_faults(lambda: model(*args, **kwargs), fault_counter)
                     faults = FaultProbe(called, fault_counter)
