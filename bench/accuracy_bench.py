@@ -83,6 +83,8 @@ def evaluate(space: str, lut: Path, label: str, batch: int = 1) -> pd.DataFrame:
             f"{part['unscaled_error_pct'].median():+.1f} %, raw "
             f"{part['sum_error_pct'].median():+.1f} %)"
         )
+        for line in model_lines(lut, part, batch):
+            print(f"  {label}, {population}: {line}")
         if "half_a_us" in part and part["half_a_us"].notna().sum() > 1:
             from latprof.rank_metrics import split_half
 
@@ -93,6 +95,26 @@ def evaluate(space: str, lut: Path, label: str, batch: int = 1) -> pd.DataFrame:
                 f"{own['split_half_diff_pct']:.1f} %; ceiling tau {own['tau_ceiling']:.3f}"
             )
     return df
+
+
+def model_lines(lut: Path, part: pd.DataFrame, batch: int) -> list[str]:
+    """Each correction model the build fitted (lut/correction.py MODELS), recalibrated by the
+    same factor, on these archs: which model the fit should have kept."""
+    from latprof.lut.table import LatencyTable
+
+    fitted = LatencyTable.load(lut).meta.get("correction") or {}
+    lines = []
+    for name, m in (fitted.get("models") or {}).items():
+        a, b, c = m["coef"]
+        pred = part["scale"] * (a * part["sum_us"] + b * part["blocks"] + c)
+        err = 100 * (pred - part["measured_us"]) / part["measured_us"]
+        kept = " (kept)" if name == fitted.get("model") else ""
+        lines.append(
+            f"model {name}{kept}, recalibrated: "
+            f"{verdict(part.assign(p=pred, e=err), 'p', 'e', batch)}, LOO at build "
+            f"{m['loo_median']:.1f} / {m['loo_max']:.1f} %"
+        )
+    return lines
 
 
 def repeatability(lut: Path, first: pd.DataFrame, label: str) -> None:

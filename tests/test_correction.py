@@ -17,6 +17,7 @@ def test_fit_recovers_an_exact_linear_law_and_its_loo_errors_are_zero() -> None:
     blocks = [3, 5, 4, 6, 2]
     measured = [0.9 * s + 2.5 * b + 7.0 for s, b in zip(sums, blocks, strict=True)]
     c = correction.fit(sums, blocks, measured)
+    assert c["model"] == "full"
     assert c["coef"] == pytest.approx([0.9, 2.5, 7.0])
     assert c["loo_max_abs_error_pct"] == pytest.approx(0.0, abs=1e-9)
     raw = sorted(abs(s - m) / m * 100 for s, m in zip(sums, measured, strict=True))
@@ -31,6 +32,68 @@ def test_loo_error_is_the_error_on_the_left_out_arch() -> None:
     measured = [100.0, 200.0, 300.0, 440.0]
     c = correction.fit(sums, blocks, measured)
     assert c["loo_max_abs_error_pct"] >= 9.0  # the outlier is not predicted from the others
+
+
+def test_a_ratio_law_keeps_the_ratio_model_though_richer_ones_fit_its_noise_better() -> None:
+    sums = [100.0, 200.0, 300.0, 150.0, 260.0, 180.0, 220.0, 120.0]
+    blocks = [3, 5, 4, 6, 2, 4, 5, 3]
+    wiggle = [0.004, -0.003, 0.002, -0.004, 0.003, 0.001, -0.002, 0.0]  # 0.4 % at most
+    measured = [1.1 * s * (1 + e) for s, e in zip(sums, wiggle, strict=True)]
+    c = correction.fit(sums, blocks, measured)
+    assert c["model"] == "ratio"
+    assert c["coef"][1:] == [0.0, 0.0]
+    assert c["coef"][0] == pytest.approx(1.1, rel=0.005)
+    assert c["loo_median_abs_error_pct"] == c["models"]["ratio"]["loo_median"]
+    assert set(c["models"]) == set(correction.MODELS)
+    # the richer models fit the wiggle a little better, by less than PARSIMONY_PCT
+    full = c["models"]["full"]["loo_median"]
+    assert c["models"]["ratio"]["loo_median"] - correction.PARSIMONY_PCT < full
+
+
+def test_an_intercept_is_kept_when_it_earns_its_margin_and_blocks_stay_out() -> None:
+    sums = [100.0, 200.0, 300.0, 150.0, 260.0, 180.0]
+    blocks = [3, 5, 4, 6, 2, 4]
+    measured = [0.8 * s + 50.0 for s in sums]  # a fixed 50 µs: up to 20 % of the small ones
+    c = correction.fit(sums, blocks, measured)
+    assert c["model"] == "ratio+intercept"
+    assert c["coef"] == pytest.approx([0.8, 0.0, 50.0])
+    assert c["coef"][1] == 0.0
+    assert c["loo_max_abs_error_pct"] == pytest.approx(0.0, abs=1e-9)
+    assert c["models"]["ratio"]["loo_median"] > correction.PARSIMONY_PCT
+
+
+def loo(median: float, worst: float) -> dict[str, float]:
+    return {"loo_median": median, "loo_max": worst}
+
+
+@pytest.mark.parametrize(
+    ("ratio", "intercept", "full", "chosen"),
+    [
+        (loo(3.0, 6.0), loo(2.1, 6.0), loo(2.5, 5.0), "ratio"),  # gains of 0.9, 0.5
+        (loo(3.0, 6.0), loo(2.0, 6.0), loo(1.5, 5.0), "ratio+intercept"),  # exactly 1.0
+        (loo(3.0, 6.0), loo(1.0, 6.5), loo(2.5, 6.0), "ratio"),  # better median, worse max
+        (loo(3.0, 6.0), loo(2.0, 5.0), loo(1.0, 5.0), "full"),
+        (loo(3.0, 6.0), loo(2.9, 6.0), loo(1.9, 6.0), "full"),  # against ratio, not intercept
+        (loo(3.0, 6.0), loo(1.0, 4.0), loo(0.5, 3.0), "ratio+intercept"),  # 0.5 short
+    ],
+)
+def test_the_richer_model_must_beat_the_chosen_one_by_the_margin_at_no_worse_max(
+    ratio: dict, intercept: dict, full: dict, chosen: str
+) -> None:
+    assert correction.PARSIMONY_PCT == 1.0  # the rows above are written for it
+    fits = {"ratio": ratio, "ratio+intercept": intercept, "full": full}
+    assert correction.choose(fits) == chosen
+
+
+def test_describe_names_the_model_and_leaves_out_unused_terms() -> None:
+    c = {"k": 20, "seed": 4409, "model": "ratio", "coef": [1.05, 0.0, 0.0],
+         "loo_median_abs_error_pct": 1.0, "loo_max_abs_error_pct": 3.0,
+         "raw_median_abs_error_pct": 5.0, "raw_max_abs_error_pct": 9.0}  # fmt: skip
+    line = correction.describe(c)
+    assert "model ratio" in line and "latency = 1.0500·Σ;" in line
+    assert "blocks" not in line
+    full = correction.describe({**c, "model": "full", "coef": [0.9, 2.5, -7.0]})
+    assert "0.9000·Σ + 2.50 µs·blocks + -7.0 µs;" in full
 
 
 def with_correction(coef: list[float]):

@@ -126,7 +126,8 @@ FitOpt = Annotated[
     typer.Option(
         "--fit",
         help="After the build, measure K random architectures end to end (in a fresh "
-        "process) and fit latency = a·Σentries + b·blocks + c (stored in the table; predict, "
+        "process) and fit latency = a·Σentries, adding + c and + b·blocks only where they cut "
+        "the leave-one-out error by a point (stored in the table; predict, "
         "validate, compare and expected latency use it; the raw sum stays beside it). "
         "0: no fit.",
     ),
