@@ -100,9 +100,13 @@ def evaluate(space: str, lut: Path, label: str, batch: int = 1) -> pd.DataFrame:
 def model_lines(lut: Path, part: pd.DataFrame, batch: int) -> list[str]:
     """Each correction model the build fitted (lut/correction.py MODELS), recalibrated by the
     same factor, on these archs: which model the fit should have kept."""
+    import warnings
+
     from latprof.lut.table import LatencyTable
 
-    fitted = LatencyTable.load(lut).meta.get("correction") or {}
+    with warnings.catch_warnings():  # a poor self-check: printed by the build already
+        warnings.simplefilter("ignore")
+        fitted = LatencyTable.load(lut).meta.get("correction") or {}
     lines = []
     for name, m in (fitted.get("models") or {}).items():
         a, b, c = m["coef"]
