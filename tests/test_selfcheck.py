@@ -46,6 +46,23 @@ def test_summary_of_rows_is_exact() -> None:
     assert swapped["median_abs_error_pct"] == pytest.approx((10 + 100 * 5 / 105) / 2)
 
 
+def test_a_corrected_table_keeps_the_raw_sums_errors_beside_its_own() -> None:
+    # sums 95, 190, 165 against 100, 200, 150: -5 %, -5 %, +10 %; the miss has no sum
+    sums = [95.0, 190.0, 165.0, None]
+    checked = rows([(100.0, 101.0), (200.0, 196.0), (150.0, 156.0), (120.0, None)])
+    for row, sum_us in zip(checked, sums, strict=True):
+        row["sum_us"] = sum_us
+        row["sum_error_pct"] = None if sum_us is None else 100 * (sum_us / row["measured_us"] - 1)
+    check = selfcheck.summarize_rows(checked, "random", 9, corrected=True)
+    assert check["raw_median_abs_error_pct"] == pytest.approx(5.0)
+    assert check["raw_max_abs_error_pct"] == pytest.approx(10.0)
+    assert [a["sum_us"] for a in check["archs"]] == sums
+    assert "max 4.0 % (raw sum of entries: 5.0 %, 10.0 %), Kendall τ 1.00" in describe(check)
+    plain = selfcheck.summarize_rows(checked, "random", 9)  # no correction: the raw sum is it
+    assert plain["raw_median_abs_error_pct"] is None and plain["raw_max_abs_error_pct"] is None
+    assert "raw sum" not in describe(plain)
+
+
 def test_trust_thresholds_and_description() -> None:
     good = {"population": "random", "k": 10, "seed": 7, "median_abs_error_pct": 1.0,
             "max_abs_error_pct": 4.0, "kendall_tau": 0.97}  # fmt: skip
@@ -98,6 +115,10 @@ def test_build_stores_the_self_check_and_report_shows_it(tmp_path: Path) -> None
     errors = sorted(abs(a["predicted_us"] / a["measured_us"] - 1) * 100 for a in check["archs"])
     assert check["median_abs_error_pct"] == pytest.approx(errors[1])
     assert check["max_abs_error_pct"] == pytest.approx(errors[-1])
+    raw = sorted(abs(a["sum_us"] / a["measured_us"] - 1) * 100 for a in check["archs"])
+    assert check["raw_median_abs_error_pct"] == pytest.approx(raw[1])  # a correction was fitted
+    assert check["raw_max_abs_error_pct"] == pytest.approx(raw[-1])
+    assert fitted["model"] in ("ratio", "ratio+intercept", "full")
     assert result.stdout.splitlines()[-1] == describe(check)
     report = CliRunner().invoke(app, ["report", str(out), "--format", "csv"])
     assert describe(check) in report.stderr

@@ -34,7 +34,8 @@ def run(
     models = list(table.meta.get("models") or []) if table.meta.get("source") == "models" else []
     population = "models" if models else "random"
     rows = fresh.rows(table, k, seed, models, path, progress)
-    check = summarize_rows(rows, population, seed if population == "random" else None)
+    corrected = bool(table.meta.get("correction"))
+    check = summarize_rows(rows, population, seed if population == "random" else None, corrected)
     table.meta["self_check"] = check
     return check
 
@@ -43,13 +44,24 @@ def _number(value: float | None) -> float | None:
     return None if value is None or value != value else float(value)
 
 
-def summarize_rows(rows: list[dict[str, Any]], population: str, seed: int | None) -> dict:
+def _median(values: list[float]) -> float | None:
+    v, n = sorted(values), len(values)
+    return (v[n // 2] + v[(n - 1) // 2]) / 2 if n else None
+
+
+def summarize_rows(
+    rows: list[dict[str, Any]], population: str, seed: int | None, corrected: bool = False
+) -> dict:
     """median/max |error| %, Kendall τ, the measurement's split-half τ and median
-    difference (None without halves) and the archs of validation rows."""
+    difference (None without halves) and the archs of validation rows. With `corrected`
+    (the predictions are a correction of the sum) the raw sum's median/max |error| too, so
+    the correction's gain shows (None otherwise)."""
     ok = [r for r in rows if r["error_pct"] is not None]
     errors = sorted(abs(r["error_pct"]) for r in ok)
     n = len(errors)
-    median = (errors[n // 2] + errors[(n - 1) // 2]) / 2 if n else None
+    median = _median(errors)
+    raw = [abs(r["sum_error_pct"]) for r in ok if r.get("sum_error_pct") is not None]
+    raw = raw if corrected else []
     tau = kendall_tau([r["predicted_us"] for r in ok], [r["measured_us"] for r in ok])
     own = split_half(ok)
     return {
@@ -59,12 +71,19 @@ def summarize_rows(rows: list[dict[str, Any]], population: str, seed: int | None
         "seed": seed,
         "median_abs_error_pct": median,
         "max_abs_error_pct": errors[-1] if n else None,
+        "raw_median_abs_error_pct": _median(raw),
+        "raw_max_abs_error_pct": max(raw) if raw else None,
         "kendall_tau": None if tau != tau else tau,
         "split_half_tau": _number(own.get("split_half_tau")),
         "split_half_diff_pct": _number(own.get("split_half_diff_pct")),
         "tau_ceiling": _number(own.get("tau_ceiling")),
         "archs": [
-            {"arch": r["arch"], "predicted_us": r["predicted_us"], "measured_us": r["measured_us"]}
+            {
+                "arch": r["arch"],
+                "predicted_us": r["predicted_us"],
+                "sum_us": r.get("sum_us"),
+                "measured_us": r["measured_us"],
+            }
             for r in rows
         ],
     }

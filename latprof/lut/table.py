@@ -376,10 +376,16 @@ def describe(check: dict[str, Any] | None) -> str:
         if own is not None and ceiling is not None and check.get("split_half_diff_pct") is not None
         else ""
     )
+    raw_median, raw_max = check.get("raw_median_abs_error_pct"), check.get("raw_max_abs_error_pct")
+    raw = (
+        f" (raw sum of entries: {raw_median:.1f} %, {raw_max:.1f} %)"
+        if raw_median is not None and raw_max is not None
+        else ""
+    )
     return (
         f"self-check: median |error| {check['median_abs_error_pct']:.1f} %, max "
-        f"{check['max_abs_error_pct']:.1f} %, Kendall τ {'n/a' if tau is None else f'{tau:.2f}'}"
-        f" over {check['k']} {what}{seed}{repeat}"
+        f"{check['max_abs_error_pct']:.1f} %{raw}, Kendall τ "
+        f"{'n/a' if tau is None else f'{tau:.2f}'} over {check['k']} {what}{seed}{repeat}"
     )
 
 
