@@ -110,6 +110,40 @@ def test_validate_measures_and_compares(tiny_lut: Path, tiny_arch: Path) -> None
     assert (df["macs"] > 0).all() and "median |error|" in result.stderr
 
 
+def test_validate_parquet_types_its_empty_halves_as_microseconds(
+    tiny_lut: Path, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "v.parquet"
+    args = ["--samples", "1", "--trials", "2", "--threads", "1", "-o", str(out)]
+    result = invoke("validate", "--lut", str(tiny_lut), *args)
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out)
+    assert table.column("half_a_us").null_count == len(table)  # two passes: no halves
+    assert table.schema.field("half_a_us").type == pa.float64()
+    assert table.schema.field("half_b_us").type == pa.float64()
+    assert table.schema.field("arch").type == pa.string()
+
+
+def test_parquet_rows_type_only_all_null_microsecond_and_percent_columns(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from latprof.io.export import write_rows
+
+    out = tmp_path / "rows.parquet"
+    write_rows([{"a_us": None, "b_pct": None, "note": None, "n": 1}], out, "parquet")
+    types = {f.name: f.type for f in pq.read_table(out).schema}
+    assert types == {
+        "a_us": pa.float64(),
+        "b_pct": pa.float64(),
+        "note": pa.null(),
+        "n": pa.int64(),
+    }
+
+
 def test_validate_without_zoo_archs_says_what_to_do(tiny_lut: Path) -> None:
     result = invoke("validate", "--lut", str(tiny_lut))
     assert result.exit_code == 2 and "the zoo has no architectures of space 'tiny'" in result.stderr

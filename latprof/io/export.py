@@ -33,10 +33,21 @@ def write_rows(rows: Sequence[dict[str, Any]], path: Path, fmt: str) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pylist(list(rows))
+        table = _typed_nulls(pa.Table.from_pylist(list(rows)))
         write_with(path, lambda tmp: pq.write_table(table, tmp))
         return
     write_text(path, rows_text(rows, fmt))
+
+
+def _typed_nulls(table: Any) -> Any:
+    """Columns named *_us or *_pct (microseconds, percent) as float64 even when every row holds
+    None (validate's half_a_us with --trials 2), so files from two runs concatenate."""
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_null(field.type) and field.name.endswith(("_us", "_pct")):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.float64()))
+    return table
 
 
 def profile_text(prof: Any, fmt: str, by: str, depth: int | None = None) -> str:
