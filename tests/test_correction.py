@@ -126,3 +126,20 @@ def test_expected_latency_applies_the_correction_and_stays_differentiable() -> N
     # d/d depth logits: E changes by (a · E[t(body.1)] + b) per unit of P(kept)
     assert depth["body"].grad is not None
     assert depth["body"].grad[1].item() == pytest.approx((a * 45 + b) * 0.25)
+
+
+def test_a_fit_with_no_arch_predicted_and_measured_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from latprof.errors import ModelRunError
+    from latprof.lut import fresh
+
+    rows = [
+        {"arch": "sample-4409-0", "sum_us": None, "blocks": 3, "measured_us": 70.0},
+        {"arch": "sample-4409-1", "sum_us": 100.0, "blocks": 3, "measured_us": None},
+    ]
+    monkeypatch.setattr(fresh, "rows", lambda *a, **k: rows)
+    table = fake_table()
+    with pytest.raises(ModelRunError, match="none of the 2 random architectures"):
+        correction.fit_table(table, 2)
+    assert "correction" not in table.meta

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from latprof.errors import ModelRunError
 from latprof.lut import fresh
 from latprof.lut.table import LatencyTable
 
@@ -109,7 +110,13 @@ def fit_table(
     if path is not None:
         table.save(path)
     rows = fresh.rows(table, k, seed, path=path, progress=progress)
-    ok = [r for r in rows if r["sum_us"] is not None]
+    ok = [r for r in rows if r["sum_us"] is not None and r["measured_us"]]
+    if not ok:
+        raise ModelRunError(
+            f"none of the {k} random architectures of the correction fit (seed {seed}) could be "
+            "both predicted and measured; the table is saved without a correction (--fit 0 "
+            "builds without one)"
+        )
     correction = fit(
         [r["sum_us"] for r in ok], [r["blocks"] for r in ok], [r["measured_us"] for r in ok]
     )
