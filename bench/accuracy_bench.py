@@ -73,6 +73,7 @@ def evaluate(space: str, lut: Path, label: str, batch: int = 1) -> pd.DataFrame:
     df["unscaled_us"] = df["predicted_us"] / df["scale"]
     df["unscaled_error_pct"] = 100 * (df["unscaled_us"] - df["measured_us"]) / df["measured_us"]
     print(f"  {label}: recalibration factor {df['scale'].iloc[0]:.3f} ({REFERENCES} references)")
+    fitted = correction_of(lut)
     for population, part in df.groupby("population", sort=False):
         print(
             f"  {label}, {population} ({len(part)} archs): recalibrated "
@@ -83,7 +84,7 @@ def evaluate(space: str, lut: Path, label: str, batch: int = 1) -> pd.DataFrame:
             f"{part['unscaled_error_pct'].median():+.1f} %, raw "
             f"{part['sum_error_pct'].median():+.1f} %)"
         )
-        for line in model_lines(lut, part, batch):
+        for line in model_lines(fitted, part, batch):
             print(f"  {label}, {population}: {line}")
         if "half_a_us" in part and part["half_a_us"].notna().sum() > 1:
             from latprof.rank_metrics import split_half
@@ -97,20 +98,25 @@ def evaluate(space: str, lut: Path, label: str, batch: int = 1) -> pd.DataFrame:
     return df
 
 
-def model_lines(lut: Path, part: pd.DataFrame, batch: int) -> list[str]:
-    """Each correction model the build fitted (lut/correction.py MODELS), recalibrated by the
-    same factor, on these archs: which model the fit should have kept."""
+def correction_of(lut: Path) -> dict:
+    """The table's stored correction ({} without one)."""
     import warnings
 
     from latprof.lut.table import LatencyTable
 
     with warnings.catch_warnings():  # a poor self-check: printed by the build already
         warnings.simplefilter("ignore")
-        fitted = LatencyTable.load(lut).meta.get("correction") or {}
+        return LatencyTable.load(lut).meta.get("correction") or {}
+
+
+def model_lines(fitted: dict, part: pd.DataFrame, batch: int) -> list[str]:
+    """Each correction model the build fitted (lut/correction.py MODELS), recalibrated by the
+    same factor, on these archs: which model the fit should have kept."""
+    from latprof.lut.table import corrected
+
     lines = []
     for name, m in (fitted.get("models") or {}).items():
-        a, b, c = m["coef"]
-        pred = part["scale"] * (a * part["sum_us"] + b * part["blocks"] + c)
+        pred = part["scale"] * corrected(m, part["sum_us"], part["blocks"])
         err = 100 * (pred - part["measured_us"]) / part["measured_us"]
         kept = " (kept)" if name == fitted.get("model") else ""
         lines.append(

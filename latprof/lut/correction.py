@@ -46,7 +46,7 @@ def fit(sums: Sequence[float], blocks: Sequence[float], measured: Sequence[float
     the leave-one-out errors of every model and of the raw sum, in percent."""
     x, y = design(sums, blocks), np.asarray(measured, float)
     w = 1.0 / y
-    fits = {name: _fit_model(x[:, list(cols)], y, w, cols) for name, cols in MODELS.items()}
+    fits = {name: _fit_model(x, y, w, cols) for name, cols in MODELS.items()}
     chosen = choose(fits)
     raw = 100.0 * (np.asarray(sums, float) - y) / y
     return {
@@ -74,7 +74,9 @@ def choose(fits: dict[str, dict[str, Any]]) -> str:
 
 
 def _fit_model(x: np.ndarray, y: np.ndarray, w: np.ndarray, cols: tuple[int, ...]) -> dict:
-    """One model's coefficients (all of FEATURES, 0 where unused) and leave-one-out errors."""
+    """One model, on the `cols` of the design `x`: its coefficients (all of FEATURES, 0 where
+    unused) and leave-one-out errors."""
+    x = x[:, list(cols)]
     coef = np.zeros(len(FEATURES))
     coef[list(cols)] = _solve(x, y, w)
     loo = []

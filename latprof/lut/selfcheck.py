@@ -8,6 +8,7 @@ FIT_SEED. Neither seed is used to evaluate accuracy: bench/accuracy_bench.py use
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,6 @@ def _number(value: float | None) -> float | None:
     return None if value is None or value != value else float(value)
 
 
-def _median(values: list[float]) -> float | None:
-    v, n = sorted(values), len(values)
-    return (v[n // 2] + v[(n - 1) // 2]) / 2 if n else None
-
-
 def summarize_rows(
     rows: list[dict[str, Any]], population: str, seed: int | None, corrected: bool = False
 ) -> dict:
@@ -59,9 +55,7 @@ def summarize_rows(
     ok = [r for r in rows if r["error_pct"] is not None]
     errors = sorted(abs(r["error_pct"]) for r in ok)
     n = len(errors)
-    median = _median(errors)
-    raw = [abs(r["sum_error_pct"]) for r in ok if r.get("sum_error_pct") is not None]
-    raw = raw if corrected else []
+    raw = [abs(r["sum_error_pct"]) for r in ok if corrected and r.get("sum_error_pct") is not None]
     tau = kendall_tau([r["predicted_us"] for r in ok], [r["measured_us"] for r in ok])
     own = split_half(ok)
     return {
@@ -69,9 +63,9 @@ def summarize_rows(
         "k": n,
         "missed": len(rows) - n,
         "seed": seed,
-        "median_abs_error_pct": median,
+        "median_abs_error_pct": statistics.median(errors) if n else None,
         "max_abs_error_pct": errors[-1] if n else None,
-        "raw_median_abs_error_pct": _median(raw),
+        "raw_median_abs_error_pct": statistics.median(raw) if raw else None,
         "raw_max_abs_error_pct": max(raw) if raw else None,
         "kendall_tau": None if tau != tau else tau,
         "split_half_tau": _number(own.get("split_half_tau")),
