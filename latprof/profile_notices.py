@@ -124,13 +124,18 @@ def _negative_unattributed(prof: Profile) -> Notice:
         why = "a slow sample (spike) in a layer raises its mean"
     else:  # beyond the noise with every module timed: the timers' cost, not spikes
         calls = s.calls_per_pass or 1.0
+        measured = prof.nest_in_model_us
+        if measured is not None and prof.nest_us == measured:
+            source = "as these passes measured it"
+        else:
+            source = "calibrated on nn.Identity, which real layers make dearer"
+            if measured is not None:
+                source += f"; these passes measured {measured:.2f} µs"
         why = (
             f"about {excess / calls:.2f} µs per timed call of the timers' own cost is not "
-            f"removed by the bias and nest calibrated on nn.Identity ({s.bias_us:.2f} + "
-            f"{prof.nest_us:.2f} µs), which real layers make dearer"
+            f"removed by the bias ({s.bias_us:.2f} µs) and the nest per child call "
+            f"({prof.nest_us:.2f} µs, {source})"
         )
-        if prof.nest_in_model_us is not None:
-            why += f" (these passes put nest at {prof.nest_in_model_us:.2f} µs per child call)"
         hint = (
             "read self times of parents with many children as high by up to that much per "
             "child; --leaves-only times leaves alone"

@@ -51,7 +51,9 @@ from latprof.measure.runner import (
     calibrate_bias,
     calibrate_nesting,
     nest_in_model,
+    nest_to_subtract,
     run_trials,
+    with_nest,
 )
 from latprof.module_tree import children_of, parent_of
 from latprof.profile_notices import launch_bound_notice, notices_for
@@ -224,6 +226,9 @@ def profile(
                     )
                 launch_bound = _launch_share(clock, before)
                 in_model = nest_in_model(result, bias, nest) if config.calibrate_bias else None
+                identity_nest = nest
+                nest = nest_to_subtract(identity_nest, in_model, config.device)
+                result = with_nest(result, identity_nest, nest)
                 with _failures("after the timed passes (page faults, aten ops)"):
                     e2e_faults = plain_faults(lambda: model(*args, **kwargs), fault_counter)
                     faults = FaultProbe(called, fault_counter)
@@ -266,6 +271,7 @@ def profile(
         bias_us=bias,
         modules=containers,
         nest_us=nest,
+        nest_identity_us=identity_nest,
         nest_in_model_us=in_model,
         ops=ops,
         edges=[[names[order[a]], names[order[b]], calls] for (a, b), calls in result.edges.items()],

@@ -124,7 +124,8 @@ class Profile:
     allocator_check: dict[str, Any] | None = None  # end-to-end under the other allocator
     modules: list[ModuleRecord] = field(default_factory=list)  # with timed children
     nest_us: float = 0.0  # per child call: its timer's cost inside its parent, subtracted
-    nest_in_model_us: float | None = None  # nest as these passes measured it; not subtracted
+    nest_identity_us: float | None = None  # nest calibrated on nn.Identity chains
+    nest_in_model_us: float | None = None  # nest as these passes measured it
     ops: list[dict[str, Any]] | None = None  # --by op: aten ops inside one module
     edges: list[list[Any]] = field(default_factory=list)  # [caller, callee, calls per forward]
     e2e_faults_per_pass: float | None = None  # minor page faults of the passes without hooks

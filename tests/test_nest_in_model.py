@@ -1,8 +1,10 @@
 """A child's timer cost inside its parent, as the model's own passes measure it
-(runner.nest_in_model; reported, not subtracted): exact arithmetic on a fake clock."""
+(runner.nest_in_model; subtracted on the CPU, never below nn.Identity's): exact arithmetic on
+a fake clock."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +13,19 @@ import torch
 from torch import nn
 
 from latprof.config import ProfileConfig
-from latprof.io.profile_file import load, save_parquet
+from latprof.io.profile_file import load, save_json, save_parquet
 from latprof.measure.clocks import FakeClock
 from latprof.measure.hooks import TreeTimer
-from latprof.measure.runner import RunResult, nest_in_model, time_tree
+from latprof.measure.runner import (
+    RunResult,
+    nest_in_model,
+    nest_to_subtract,
+    run_trials,
+    time_tree,
+    with_nest,
+)
 from latprof.profiler import profile
+from latprof.records import Profile
 from tests.helpers import Work
 
 READ_NS = 100
@@ -23,12 +33,13 @@ READ_NS = 100
 
 class Net(nn.Module):
     """c1 (3 µs) -> a1 (1 µs) -> shared (2 µs) twice, 0.5 µs of its own work; its code after
-    each child runs 0.3 µs slower while the child is timed (on nn.Identity a timer costs its
-    parent less than between real layers)."""
+    each child runs `slower` ns slower while the child is timed (on nn.Identity a timer
+    costs its parent less than between real layers)."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: FakeClock, slower: int = 300) -> None:
         super().__init__()
         self.clock = clock
+        self.slower = slower
         self.c1 = Work(clock, 3000)
         self.a1 = Work(clock, 1000)
         self.shared = Work(clock, 2000)
@@ -36,13 +47,19 @@ class Net(nn.Module):
     def call(self, child: nn.Module, x: torch.Tensor) -> torch.Tensor:
         y = child(x)
         if "forward" in child.__dict__:  # shadowed: the child is timed
-            self.clock.advance(300)
+            self.clock.advance(self.slower)
         return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.call(self.shared, self.call(self.a1, self.call(self.c1, x)))
         self.clock.advance(500)
         return self.call(self.shared, x)
+
+
+def profiled(slower: int = 300, scope: str = "modules") -> Profile:
+    clock = FakeClock(read_cost_ns=READ_NS)
+    config = ProfileConfig(warmup=2, trials=4, scope=scope)
+    return profile(Net(clock, slower), (torch.zeros(1, 2),), config=config, clock=clock)
 
 
 def result(hooked: list[float], e2e: list[float], calls: int = 11, nested: int = 10) -> RunResult:
@@ -78,48 +95,91 @@ def test_nest_takes_the_median_pass_and_is_none_without_a_measurement() -> None:
     assert nest_in_model(result([150.0, 150.0], [100, 100], 1, 0), 0.1, 0.1) is None  # no nesting
 
 
-def test_tree_times_counts_timed_children() -> None:
+def test_tree_times_counts_timed_children_and_the_calls_below() -> None:
     clock = FakeClock(read_cost_ns=READ_NS)
     inner = nn.Sequential(Work(clock, 1000), Work(clock, 1000))
-    outer = nn.Sequential(inner)
-    timer = TreeTimer([outer, inner, *inner], clock)
+    outer = nn.Sequential(inner, Work(clock, 500))
+    timer = TreeTimer([outer, inner, *inner, outer[1]], clock)
     time_tree(lambda: outer(torch.zeros(1)), timer)
-    counts = {i: kids for i, _, _, _, kids in timer.tree_times(0.1, 0.1)}
-    assert counts == {0: 1, 1: 2, 2: 0, 3: 0}
+    counts = {i: (kids, below) for i, _, _, _, kids, below in timer.tree_times(0.1, 0.1)}
+    assert counts == {0: (2, 4), 1: (2, 2), 2: (0, 0), 3: (0, 0), 4: (0, 0)}
 
 
-def test_profile_reports_the_nest_its_own_passes_measured_and_subtracts_identitys() -> None:
-    clock = FakeClock(read_cost_ns=READ_NS)
-    config = ProfileConfig(warmup=2, trials=4)
-    prof = profile(Net(clock), (torch.zeros(1, 2),), config=config, clock=clock)
+def test_with_nest_equals_timing_with_that_nest() -> None:
+    # a block called twice, a child two levels down: self times and totals both move
+    def measure(nest: float) -> RunResult:
+        clock = FakeClock(read_cost_ns=READ_NS)
+        net = Net(clock)
+        inner = nn.Sequential(net, Work(clock, 700))
+        model = nn.Sequential(inner, net.shared)
+        modules = [model, inner, net, net.c1, net.a1, net.shared, inner[1]]
+        return run_trials(lambda: model(torch.zeros(1)), modules, clock, 1, 3, 0.1, None, nest)
+
+    moved = with_nest(measure(0.1), 0.1, 0.45)
+    direct = measure(0.45)
+    assert moved.leaf_time_us == pytest.approx(direct.leaf_time_us)
+    assert moved.total_us == pytest.approx(direct.total_us)
+    assert not np.allclose(direct.total_us, measure(0.1).total_us)
+    assert moved.e2e_us.tolist() == direct.e2e_us.tolist()
+
+
+def test_the_nest_subtracted_is_the_passes_never_below_identitys() -> None:
+    assert nest_to_subtract(0.2, 0.7, "cpu") == 0.7
+    assert nest_to_subtract(0.2, 0.05, "cpu") == 0.2  # below the calibration: noise
+    assert nest_to_subtract(0.2, -0.3, "cpu") == 0.2
+    assert nest_to_subtract(0.2, None, "cpu") == 0.2  # one trial, or no nesting
+    # on a GPU timed minus plain passes is device time: nn.Identity's host-side nest
+    assert nest_to_subtract(0.2, 0.7, "cuda") == 0.2
+    assert nest_to_subtract(0.2, 0.7, "cuda:1") == 0.2
+
+
+def test_profile_subtracts_the_nest_its_own_passes_measured() -> None:
+    prof = profiled()
     # timed - plain: 5 calls x 2 reads + 4 x 0.3 µs = 2.2 µs; less 5 x 0.1 bias and the
     # model's own 0.1 outside its marks: 1.6 µs over 4 nested calls
-    assert prof.nest_us == pytest.approx(0.1)
+    assert prof.nest_identity_us == pytest.approx(0.1)
     assert prof.nest_in_model_us == pytest.approx(0.4)
+    assert prof.nest_us == pytest.approx(0.4)
     s = prof.summary
-    # subtracted: nn.Identity's 0.1 per child, so the model's 0.5 µs reads 0.5 + 4 x 0.3
-    assert s.self_sum_us == pytest.approx(1.7)
+    # the model's own 0.5 µs, without the 4 x 0.3 µs its children's timers cost it
+    assert s.self_sum_us == pytest.approx(0.5)
     assert s.leaf_sum_us == pytest.approx(8.0)
-    assert s.unattributed_us == pytest.approx(0.1 - 1.2)
-    (notice,) = [n for n in prof.notices if n.kind == "negative-unattributed"]
-    assert "these passes put nest at 0.40 µs per child call" in notice.message
+    assert s.unattributed_us == pytest.approx(0.1)  # the plain pass's own clock read
+    (root,) = prof.module_rows(0)
+    assert root["time_us"] == pytest.approx(8.5)
+    assert not [n for n in prof.notices if n.kind == "negative-unattributed"]
+
+
+def test_a_nest_below_identitys_is_not_subtracted() -> None:
+    # the parent's code runs 0.3 µs faster after a timed child: the passes say -0.2 µs
+    prof = profiled(slower=-300)
+    assert prof.nest_in_model_us == pytest.approx(-0.2)
+    assert prof.nest_us == pytest.approx(0.1) == prof.nest_identity_us
+    assert prof.summary.self_sum_us == pytest.approx(0.5 - 1.2)
 
 
 def test_leaves_only_is_untouched() -> None:
-    clock = FakeClock(read_cost_ns=READ_NS)
-    config = ProfileConfig(warmup=2, trials=4, scope="leaves")
-    prof = profile(Net(clock), (torch.zeros(1, 2),), config=config, clock=clock)
+    prof = profiled(scope="leaves")
     assert prof.nest_us == 0.0 and prof.nest_in_model_us is None
     assert prof.summary.leaf_sum_us == pytest.approx(8.0)
     # the model's 0.5 µs and the plain pass's clock read (the slower code is not in it)
     assert prof.summary.unattributed_us == pytest.approx(0.6)
 
 
-def test_both_nests_are_saved_with_the_profile(tmp_path: Path) -> None:
-    clock = FakeClock(read_cost_ns=READ_NS)
-    config = ProfileConfig(warmup=2, trials=4)
-    prof = profile(Net(clock), (torch.zeros(1, 2),), config=config, clock=clock)
+def test_every_nest_is_saved_with_the_profile(tmp_path: Path) -> None:
+    prof = profiled()
     path = tmp_path / "p.parquet"
     save_parquet(prof, path)
     back = load(path)
-    assert back.nest_us == pytest.approx(0.1) and back.nest_in_model_us == pytest.approx(0.4)
+    assert back.nest_us == pytest.approx(0.4) and back.nest_in_model_us == pytest.approx(0.4)
+    assert back.nest_identity_us == pytest.approx(0.1)
+
+
+def test_a_profile_saved_before_the_nest_was_measured_reads_identitys(tmp_path: Path) -> None:
+    prof = profiled()
+    path = tmp_path / "p.json"
+    save_json(prof, path)
+    data = json.loads(path.read_text())
+    del data["nest_identity_us"]  # files until 2026-12-07 subtracted nn.Identity's nest
+    path.write_text(json.dumps(data))
+    assert load(path).nest_identity_us == pytest.approx(0.4)

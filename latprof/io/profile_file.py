@@ -81,6 +81,7 @@ def _meta(p: Profile) -> dict[str, Any]:
         "notices": [n.to_dict() for n in p.notices],
         "allocator_check": p.allocator_check,
         "nest_us": p.nest_us,
+        "nest_identity_us": p.nest_identity_us,
         "nest_in_model_us": p.nest_in_model_us,
         "modules": [_module_dict(m) for m in p.modules],
         "ops": p.ops,
@@ -211,6 +212,8 @@ def _from_parts(meta: dict[str, Any], rows: list[dict[str, Any]], source: str) -
             allocator_check=meta.get("allocator_check"),
             modules=[_module_record(d) for d in meta.get("modules", [])],
             nest_us=float(meta.get("nest_us", 0.0)),
+            # until 2026-12-07 the subtracted nest was always nn.Identity's
+            nest_identity_us=_float_or_none(meta.get("nest_identity_us", meta.get("nest_us"))),
             nest_in_model_us=_float_or_none(meta.get("nest_in_model_us")),
             ops=meta.get("ops"),
             edges=[list(e) for e in meta.get("edges", [])],

@@ -150,10 +150,10 @@ class TreeTimer:
 
     def tree_times(
         self, bias_us: float, nest_us: float, edges: dict[tuple[int, int], int] | None = None
-    ) -> list[tuple[int, float, float, bool, int]]:
-        """(module, self µs, total µs, outermost, timed children) for every call of the last
-        pass; after clock.finish(). `edges`, when given, counts the calls of each
-        (caller, callee) pair.
+    ) -> list[tuple[int, float, float, bool, int, int]]:
+        """(module, self µs, total µs, outermost, timed children, timed calls below it) for
+        every call of the last pass; after clock.finish(). `edges`, when given, counts the
+        calls of each (caller, callee) pair.
 
         A call without timed children is credited max(raw - bias, 0), as a leaf. A call with
         children is credited raw - bias - Σ children's raw - children × nest (`nest_us`: what
@@ -161,11 +161,14 @@ class TreeTimer:
         noise averages out); its total is its self time plus its children's totals.
         """
         elapsed = self.clock.elapsed_us
-        below: dict[int, list[Any]] = {}  # depth -> [children's raw, calls, totals, modules]
-        out: list[tuple[int, float, float, bool, int]] = []
+        # depth -> [children's raw, calls, totals, modules, calls below them]
+        below: dict[int, list[Any]] = {}
+        out: list[tuple[int, float, float, bool, int, int]] = []
         for index, start, end, depth, outermost in self.calls:
             raw = elapsed(start, end)
-            child_raw, children, child_total, callees = below.pop(depth + 1, (0.0, 0, 0.0, ()))
+            child_raw, children, child_total, callees, deeper = below.pop(
+                depth + 1, (0.0, 0, 0.0, (), 0)
+            )
             if children:
                 own = raw - bias_us - child_raw - children * nest_us
             else:
@@ -174,12 +177,13 @@ class TreeTimer:
                 for callee in callees:
                     edges[index, callee] = edges.get((index, callee), 0) + 1
             total = own + child_total
-            out.append((index, own, total, outermost, children))
-            acc = below.setdefault(depth, [0.0, 0, 0.0, []])
+            out.append((index, own, total, outermost, children, children + deeper))
+            acc = below.setdefault(depth, [0.0, 0, 0.0, [], 0])
             acc[0] += raw
             acc[1] += 1
             acc[2] += total
             acc[3].append(index)
+            acc[4] += children + deeper
         return out
 
 

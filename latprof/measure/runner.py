@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,8 @@ class RunResult:
     edges: dict[tuple[int, int], float] = field(default_factory=dict)  # (caller, callee): calls
     # per forward, mean over trials
     child_calls: np.ndarray | None = None  # (trials, modules): timed children of the calls
+    # (trials, modules): timed calls below the outermost calls (what their totals contain)
+    descendants: np.ndarray | None = None
 
 
 def time_plain(forward: Callable[[], Any], clock: Clock, settle: bool = False) -> float:
@@ -135,6 +137,7 @@ def run_trials(
     edges: dict[tuple[int, int], int] = {}
     calls = np.zeros((trials, n), dtype=np.int64)
     kids = np.zeros((trials, n), dtype=np.int64)
+    below = np.zeros((trials, n), dtype=np.int64)
     e2e = np.zeros(trials)
     hooked = np.zeros(trials)
     for t in range(trials):
@@ -142,18 +145,35 @@ def run_trials(
             e2e[t] = time_plain(forward, clock)
         hooked[t] = time_tree(forward, timer)
         # read before the next pass: a CUDA clock reuses its events
-        for index, own, whole, outermost, children in timer.tree_times(bias_us, nest_us, edges):
+        for index, own, whole, outermost, children, deeper in timer.tree_times(
+            bias_us, nest_us, edges
+        ):
             times[t, index] += own
             kids[t, index] += children
             if outermost:  # a recursive call's total is inside its outer call's
                 totals[t, index] += whole
+                below[t, index] += deeper
             calls[t, index] += 1
         if not t % 2:
             e2e[t] = time_plain(forward, clock, settle=True)
         if progress:
             progress("trials", warmup + t + 1, total)
     per_pass = {pair: count / trials for pair, count in edges.items()}
-    return RunResult(times, calls, e2e, hooked, totals, per_pass, kids)
+    return RunResult(times, calls, e2e, hooked, totals, per_pass, kids, below)
+
+
+def with_nest(result: RunResult, subtracted_us: float, nest_us: float) -> RunResult:
+    """`result` as if `nest_us` instead of `subtracted_us` had been subtracted per child call:
+    exact, since a self time subtracts nest once per timed child and a total once per timed
+    call below it."""
+    if result.child_calls is None or result.descendants is None:
+        return result
+    delta = nest_us - subtracted_us
+    return replace(
+        result,
+        leaf_time_us=result.leaf_time_us - result.child_calls * delta,
+        total_us=result.total_us - result.descendants * delta,
+    )
 
 
 def nest_in_model(result: RunResult, bias_us: float, nest_us: float) -> float | None:
@@ -161,9 +181,7 @@ def nest_in_model(result: RunResult, bias_us: float, nest_us: float) -> float | 
 
     The median over trials of (timed pass - plain pass), less the bias of every timed call
     and the calibrated `nest_us` of those without a timed parent, per call with a timed
-    parent. Reported beside nn.Identity's nest, not subtracted: the passes add up with it by
-    construction, but self times of known cost came out no truer with it (docs/benchmarks.md,
-    issue 14). None without nesting or with fewer than 2 trials."""
+    parent. None without nesting or with fewer than 2 trials."""
     diff = result.hooked_us - result.e2e_us
     if result.child_calls is None or len(diff) < 2:
         return None
@@ -173,3 +191,13 @@ def nest_in_model(result: RunResult, bias_us: float, nest_us: float) -> float | 
         return None
     added = float(np.median(diff))  # a slow sample in one pass is not the timers' cost
     return (added - calls * bias_us - (calls - nested) * nest_us) / nested
+
+
+def nest_to_subtract(identity_us: float, in_model_us: float | None, device: str) -> float:
+    """On the CPU the nest these passes measured, never below the one calibrated on
+    nn.Identity (between real layers a timer costs more, not less: lower is noise);
+    nn.Identity's when the passes could not measure it, and on a GPU, where timed minus
+    plain passes is device time, not the timers' host cost."""
+    if device != "cpu" or in_model_us is None:
+        return identity_us
+    return max(identity_us, in_model_us)
