@@ -93,6 +93,8 @@ def test_nest_takes_the_median_pass_and_is_none_without_a_measurement() -> None:
     )
     assert nest_in_model(result([150.0], [100.0]), 0.1, 0.1) is None  # one trial
     assert nest_in_model(result([150.0, 150.0], [100, 100], 1, 0), 0.1, 0.1) is None  # no nesting
+    # one child call per pass is enough: 1.0 added - 2 x 0.1 bias - the root's 0.1
+    assert nest_in_model(result([101.0, 101.0], [100, 100], 2, 1), 0.1, 0.1) == pytest.approx(0.7)
 
 
 def test_tree_times_counts_timed_children_and_the_calls_below() -> None:
@@ -121,6 +123,11 @@ def test_with_nest_equals_timing_with_that_nest() -> None:
     assert moved.total_us == pytest.approx(direct.total_us)
     assert not np.allclose(direct.total_us, measure(0.1).total_us)
     assert moved.e2e_us.tolist() == direct.e2e_us.tolist()
+
+
+def test_with_nest_leaves_a_result_without_call_counts_as_it_is() -> None:
+    counted = result([106.2, 107.2], [100, 101])  # timed children, but no calls below counted
+    assert with_nest(counted, 0.1, 0.5) is counted
 
 
 def test_the_nest_subtracted_is_the_passes_never_below_identitys() -> None:
