@@ -120,21 +120,23 @@ def _negative_unattributed(prof: Profile) -> Notice:
     gap, name = max(gaps, default=(0.0, ""))
     if gap > 0:
         hint += f" (largest gap: {name}, mean {gap:.2f} µs above its median)"
+    measured = prof.nest_in_model_us
+    identity = prof.nest_identity_us if prof.nest_identity_us is not None else prof.nest_us
+    from_passes = measured is not None and prof.nest_us == measured and measured > identity
     if within or not prof.modules:
         why = "a slow sample (spike) in a layer raises its mean"
+    elif from_passes:  # the passes' medians add up by construction: the means do not
+        why = (
+            "slow timed passes raise the layers' means above their medians (the timers' cost "
+            f"is removed: bias {s.bias_us:.2f} µs per call, nest {prof.nest_us:.2f} µs per "
+            "child call as these passes measured it)"
+        )
     else:  # beyond the noise with every module timed: the timers' cost, not spikes
         calls = s.calls_per_pass or 1.0
-        measured = prof.nest_in_model_us
-        if measured is not None and prof.nest_us == measured:
-            source = "as these passes measured it"
-        else:
-            source = "calibrated on nn.Identity, which real layers make dearer"
-            if measured is not None:
-                source += f"; these passes measured {measured:.2f} µs"
         why = (
             f"about {excess / calls:.2f} µs per timed call of the timers' own cost is not "
-            f"removed by the bias ({s.bias_us:.2f} µs) and the nest per child call "
-            f"({prof.nest_us:.2f} µs, {source})"
+            f"removed by the bias ({s.bias_us:.2f} µs) and the nest calibrated on nn.Identity "
+            f"({prof.nest_us:.2f} µs per child call), which real layers make dearer"
         )
         hint = (
             "read self times of parents with many children as high by up to that much per "

@@ -225,7 +225,10 @@ def profile(
                         nest,
                     )
                 launch_bound = _launch_share(clock, before)
-                in_model = nest_in_model(result, bias, nest) if config.calibrate_bias else None
+                # only where nn.Identity's nest was calibrated: with leaves alone timed, a
+                # leaf calling another would take every unnested call's cost as its nest
+                calibrated = config.calibrate_bias and not all(leaf)
+                in_model = nest_in_model(result, bias, nest) if calibrated else None
                 identity_nest = nest
                 nest = nest_to_subtract(identity_nest, in_model, config.device)
                 result = with_nest(result, identity_nest, nest)

@@ -475,6 +475,14 @@ def test_negative_unattributed_beyond_the_noise_names_the_timers_cost(tree) -> N
     assert "exceeds end-to-end latency by 1.60 µs;" in notice.message
     assert "about 0.16 µs per timed call of the timers' own cost" in notice.message
     assert "spike" not in notice.message and "--leaves-only" in notice.hint
+    assert "calibrated on nn.Identity (0.10 µs per child call)" in notice.message
+    # with the nest the passes measured subtracted, the medians add up: slow timed passes
+    passes = replace(lower, nest_us=0.4, nest_identity_us=0.1, nest_in_model_us=0.4)
+    [notice] = [n for n in notices_for(passes) if n.kind == "negative-unattributed"]
+    assert "slow timed passes raise the layers' means" in notice.message
+    assert "nest 0.40 µs per child call as these passes measured it" in notice.message
+    assert "timers' own cost is not removed" not in notice.message
+    assert "--by layer" in notice.hint
     # within the end-to-end IQR it is still read as noise
     noisy = replace(tree, e2e_us=[6.2, 12.2, 6.2, 8.2], notices=[])
     [notice] = [n for n in notices_for(noisy) if n.kind == "negative-unattributed"]

@@ -173,6 +173,42 @@ def test_leaves_only_is_untouched() -> None:
     assert prof.summary.unattributed_us == pytest.approx(0.6)
 
 
+class Caller(nn.Module):
+    """A leaf (no submodules) that works 0.4 µs and calls a module handed to it."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def forward(self, x: torch.Tensor, other: nn.Module) -> torch.Tensor:
+        self.clock.advance(400)
+        return other(x)
+
+
+class Handing(nn.Module):
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.works = nn.ModuleList(Work(clock, 1000) for _ in range(20))
+        self.norm = Work(clock, 300)
+        self.caller = Caller(clock)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for work in self.works:
+            x = work(x)
+        return self.caller(x, self.norm)
+
+
+def test_leaves_only_never_takes_a_nest_from_a_leaf_calling_a_leaf() -> None:
+    # 21 unnested leaf calls' timer cost would otherwise land on the one nested call
+    clock = FakeClock(read_cost_ns=READ_NS)
+    config = ProfileConfig(warmup=2, trials=4, scope="leaves")
+    prof = profile(Handing(clock), (torch.zeros(1),), config=config, clock=clock)
+    assert prof.nest_us == 0.0 and prof.nest_in_model_us is None
+    (caller,) = [layer for layer in prof.layers if layer.name == "caller"]
+    # its 0.4 µs and the 0.1 µs of norm's timer outside norm's marks (no nest is calibrated)
+    assert caller.stats.mean == pytest.approx(0.5)
+
+
 def test_every_nest_is_saved_with_the_profile(tmp_path: Path) -> None:
     prof = profiled()
     path = tmp_path / "p.parquet"
@@ -187,6 +223,10 @@ def test_a_profile_saved_before_the_nest_was_measured_reads_identitys(tmp_path: 
     path = tmp_path / "p.json"
     save_json(prof, path)
     data = json.loads(path.read_text())
-    del data["nest_identity_us"]  # files until 2026-12-07 subtracted nn.Identity's nest
+    # files until 2026-12-07 subtracted nn.Identity's nest and had no nest_identity_us
+    del data["nest_identity_us"]
+    data["nest_us"] = 0.1
     path.write_text(json.dumps(data))
-    assert load(path).nest_identity_us == pytest.approx(0.4)
+    back = load(path)
+    assert back.nest_identity_us == pytest.approx(0.1) == back.nest_us
+    assert back.nest_in_model_us == pytest.approx(0.4)
