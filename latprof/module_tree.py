@@ -40,18 +40,30 @@ def tree_rows(
 ) -> list[dict[str, Any]]:
     """Depth-first rows of every timed module (leaves: self = total), down to `depth`.
 
-    `macs` is what the module's own forward ran; `macs_total` adds what the modules it
-    called ran, each callee's `macs_total` in proportion to the calls it made of it
-    (`edges`: caller, callee, calls per forward), so a module shared by two parents counts
-    toward each by its calls. Without edges (older files) the tree by name is summed."""
+    The tree is the call tree (`edges`: caller, callee, calls per forward): a module called
+    by two parents is listed under each with the calls that parent made, its times and MACs
+    in proportion to those calls (its parameters where it is first listed), so every row's
+    total is its self time plus its children's. `macs` is what the module's own forward ran;
+    `macs_total` adds what the modules it called ran. Without edges (older files) the tree
+    by name."""
     records = {r.name: r for r in [*modules, *layers]}
-    listed = {c for m in modules for c in m.children}
-    roots = [m.name for m in modules if m.name not in listed]
-    roots += [r.name for r in layers if r.name not in listed]
     callees: dict[str, list[tuple[str, float]]] = {}
     for caller, callee, calls in edges:
         if caller != callee and caller in records and callee in records:
             callees.setdefault(caller, []).append((callee, float(calls)))
+    if edges:
+        below = callees
+    else:
+        below = {
+            m.name: [(c, float(records[c].calls)) for c in m.children if c in records]
+            for m in modules
+        }
+    # calls from other modules: a recursive module's calls of itself are inside its total
+    incoming: dict[str, float] = {}
+    for kids in below.values():
+        for child, calls in kids:
+            incoming[child] = incoming.get(child, 0.0) + calls
+    roots = [name for name in records if name not in incoming]
     totals: dict[str, float | None] = {}
 
     def macs_total(name: str, open_: frozenset[str]) -> float | None:
@@ -59,35 +71,44 @@ def tree_rows(
             return totals[name]
         record = records[name]
         counted = [] if record.macs is None else [record.macs]
-        if edges:
-            parts = [
-                (c, calls / records[c].calls if records[c].calls else 0.0)
-                for c, calls in callees.get(name, [])
-            ]
-        else:
-            parts = [(c, 1.0) for c in getattr(record, "children", []) if c in records]
-        for child, share in parts:
+        for child, calls in below.get(name, []):
             if child not in open_:  # mutual recursion: counted once
-                below = macs_total(child, open_ | {name})
-                if below is not None:
-                    counted.append(below * share)
+                inner = macs_total(child, open_ | {name})
+                if inner is not None:
+                    counted.append(inner * _part(calls, incoming[child]))
         totals[name] = float(sum(counted)) if counted else None
         return totals[name]
 
-    def visit(name: str, level: int, parent: str) -> None:
+    listed_once: set[str] = set()
+
+    def visit(name: str, level: int, parent: str, scale: float, path: frozenset[str]) -> None:
         record = records[name]
         if depth is None or level <= depth:
             row = _row(record, level, parent, e2e_us)
             row["macs_total"] = macs_total(name, frozenset())
+            if scale != 1.0:
+                for key in ("calls", "time_us", "self_us", "share", "self_share", "macs"):
+                    row[key] = None if row[key] is None else row[key] * scale
+                if row["macs_total"] is not None:
+                    row["macs_total"] *= scale
+            if name in listed_once:
+                row["params"] = None
+            listed_once.add(name)
             rows.append(row)
-        for child in getattr(record, "children", []):
-            if child in records:
-                visit(child, level + 1, name)
+        for child, calls in below.get(name, []):
+            if child not in path:
+                share = scale * _part(calls, incoming[child])
+                visit(child, level + 1, name, share, path | {child})
 
     rows: list[dict[str, Any]] = []
     for root in roots:
-        visit(root, 0, "")
+        visit(root, 0, "", 1.0, frozenset({root}))
     return rows
+
+
+def _part(calls: float, of: float) -> float:
+    """The share of a module's calls from other modules (and of its time) one caller made."""
+    return calls / of if of else 0.0
 
 
 def _share(us: float, e2e_us: float) -> float:

@@ -88,9 +88,9 @@ def notices_for(prof: Profile, uncalled: int = 0) -> list[Notice]:
                 "shared",
                 f"{len(shared)} module(s) are called from more than one parent (e.g. "
                 f"{shared[0]}, from {', '.join(sorted(callers[shared[0]]))}): --by module lists "
-                "each under its registered parent with all its calls; every caller's total and "
-                "MACs count only the calls it made",
-                "see the calls per caller in --by op --module CALLER",
+                "each under every caller with the calls made there, its time and MACs in "
+                "proportion to those calls (its parameters where first listed)",
+                "--by layer lists each leaf once with all its calls",
             )
         )
     if uncalled:

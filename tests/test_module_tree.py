@@ -97,8 +97,21 @@ def test_self_and_total_times_are_exact(tree) -> None:
     # and counted as its child; total = all 9.8 µs of work
     assert rows["(model)"]["self_us"] == pytest.approx(0.2)
     assert rows["(model)"]["time_us"] == pytest.approx(9.8)
-    # b1.conv: one call through b1, one direct: 2 calls, 4 µs per forward
-    assert rows["b1.conv"]["calls"] == 2 and rows["b1.conv"]["time_us"] == pytest.approx(4.0)
+    # b1.conv: one call through b1, one direct from the model: listed under both callers,
+    # 1 call and 2 µs each; its parameters once
+    places = [r for r in tree.module_rows() if r["module"] == "b1.conv"]
+    assert [(r["parent"], r["calls"], r["time_us"]) for r in places] == [
+        ("b1", 1.0, pytest.approx(2.0)),
+        ("(model)", 1.0, pytest.approx(2.0)),
+    ]
+    assert [r["params"] for r in places] == [0, None]
+    # every row's total is its self time plus its children's totals
+    rows_list = tree.module_rows()
+    for row in rows_list:
+        kids = [r for r in rows_list if r["parent"] == row["module"]]
+        if kids:
+            below = sum(r["time_us"] for r in kids)
+            assert row["time_us"] == pytest.approx(row["self_us"] + below)
     assert rows["head"]["calls"] == 2 and rows["head"]["self_us"] == pytest.approx(1.0)
     s = tree.summary
     assert s.leaf_sum_us == pytest.approx(4.0 + 1.0 + 2.0 + 1.0 + 1.0)
@@ -119,8 +132,15 @@ def test_tree_rows_parent_depth_and_order(tree) -> None:
         ("b2.conv", "b2", 2),
         ("b2.act", "b2", 2),
         ("head", "(model)", 1),
+        ("b1.conv", "(model)", 1),
     ]
-    assert [r["module"] for r in tree.module_rows(depth=1)] == ["(model)", "b1", "b2", "head"]
+    assert [r["module"] for r in tree.module_rows(depth=1)] == [
+        "(model)",
+        "b1",
+        "b2",
+        "head",
+        "b1.conv",
+    ]
     assert rows[1]["class"] == "Block" and rows[2]["class"] == "Conv"
 
 
@@ -289,9 +309,11 @@ def test_a_module_shared_between_parents_is_subtracted_where_it_ran() -> None:
     clock = FakeClock(read_cost_ns=READ_NS)
     prof = run(SharedAct(clock), clock)
     rows = {r["module"]: r for r in prof.module_rows()}
-    # registered as a.1 (named_modules keeps the first name); 3 calls, 1 µs each
-    assert "b.0" not in rows and rows["a.1"]["calls"] == 3
-    assert rows["a.1"]["time_us"] == pytest.approx(3.0)
+    # named a.1 (named_modules keeps the first name); 3 calls of 1 µs, listed under each
+    # caller with its calls there: 1 under a, 2 under b
+    places = [(r["parent"], r["calls"], r["time_us"]) for r in prof.module_rows()]
+    assert ("a", 1.0, pytest.approx(1.0)) in places and ("b", 2.0, pytest.approx(2.0)) in places
+    assert "b.0" not in rows
     # b ran it twice: its self time is 0 and its total the 2 µs it ran
     assert rows["b"]["self_us"] == pytest.approx(0.0, abs=1e-9)
     assert rows["b"]["time_us"] == pytest.approx(2.0)
@@ -515,9 +537,10 @@ def test_a_module_shared_by_two_parents_counts_toward_each_by_its_calls() -> Non
     prof = profile(model, (torch.zeros(2, 8),), config=ProfileConfig(warmup=1, trials=2))
     rows = {r["module"]: r for r in prof.module_rows()}
     per_call = 2 * 8 * 8  # 2 rows x 8 x 8
-    assert rows["0.fc"]["calls"] == 6 and rows["0.fc"]["macs"] == 6 * per_call
+    places = [(r["parent"], r["calls"], r["macs"]) for r in prof.module_rows()]
+    assert [p for p in places if p[0] in ("0", "1")] == [("0", 1, per_call), ("1", 5, 5 * per_call)]
     assert rows["0"]["macs_total"] == per_call  # one call
-    assert rows["1"]["macs_total"] == 5 * per_call  # five calls, though listed under 0
+    assert rows["1"]["macs_total"] == 5 * per_call  # five calls, though registered under 0
     assert rows["(model)"]["macs_total"] == 6 * per_call
     [notice] = [n for n in prof.notices if n.kind == "shared"]
     assert "0.fc, from 0, 1" in notice.message

@@ -195,10 +195,19 @@ def test_macs_total_survives_mutual_recursion_and_splits_by_calls() -> None:
     parents = [_module("(model)", 0.0, ["a", "b"])]
     parents += [_module("a", 3.0, [], calls=2), _module("b", 4.0, [], calls=2)]
     edges = [["(model)", "a", 1], ["a", "b", 2], ["b", "a", 1]]
-    rows = {r["module"]: r for r in tree_rows([], parents, 10.0, edges=edges)}
-    assert rows["b"]["macs_total"] == 4.0  # summed inside a, where a is cut
-    assert rows["a"]["macs_total"] == 3.0 + 4.0 * 2 / 2  # both of b's calls are a's
-    assert rows["(model)"]["macs_total"] == 7.0 * 1 / 2  # one of a's two calls
+    rows = tree_rows([], parents, 10.0, edges=edges)
+    # listed model > a > b, a's row for the root's 1 of its 2 calls, b's for all of a's
+    assert [(r["module"], r["parent"]) for r in rows] == [
+        ("(model)", ""),
+        ("a", "(model)"),
+        ("b", "a"),
+    ]
+    by = {r["module"]: r for r in rows}
+    # b: its 4 and a's (cut there); a: 3 and both of b's calls (4 x 2 / 2); each row at its
+    # share of the calls, half of a's
+    assert by["a"]["macs_total"] == (3.0 + 4.0 * 2 / 2) / 2
+    assert by["b"]["macs_total"] == 4.0 / 2
+    assert by["(model)"]["macs_total"] == 7.0 * 1 / 2  # one of a's two calls
 
 
 def test_rows_by_view_and_nan_shares_without_end_to_end_time() -> None:

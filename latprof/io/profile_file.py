@@ -131,7 +131,9 @@ def _layer_dicts(p: Profile) -> list[dict[str, Any]]:
 
 def _parquet_rows(p: Profile) -> list[dict[str, Any]]:
     """Leaf rows, then parent rows, each with its place in the module tree."""
-    tree = {r["module"]: r for r in p.module_rows()}
+    tree: dict[str, dict[str, Any]] = {}
+    for place in p.module_rows():  # a module called by several parents: its first place
+        tree.setdefault(place["module"], place)
     rows = []
     for row in _layer_dicts(p):
         place = tree[row["layer"]]
