@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from latprof.records import Notice, Profile
 from latprof.stats import Stats
 
 
-def notices_for(prof: Profile, uncalled: int = 0) -> list[Notice]:
-    """Warnings about the trustworthiness of a profile, each with a hint."""
+def notices_for(
+    prof: Profile, uncalled: Sequence[str] = (), unseen: Sequence[str] = ()
+) -> list[Notice]:
+    """Warnings about the trustworthiness of a profile, each with a hint. `uncalled`: leaves
+    never called; `unseen`: leaves called only through `.forward`, whose MACs no counter saw."""
     out: list[Notice] = []
     s = prof.summary
     if s.e2e.noisy:
@@ -46,7 +51,19 @@ def notices_for(prof: Profile, uncalled: int = 0) -> list[Notice]:
                 "compare time_us with time_us_median, or re-run on a quieter machine",
             )
         )
-    uncounted = sorted({layer.category for layer in prof.layers if layer.macs is None})
+    if unseen:
+        out.append(
+            Notice(
+                "macs-not-counted",
+                f"MACs are not counted for {_some(unseen)}: called through .forward(), which "
+                "forward hooks (and THOP's counters) do not see; shown empty, and so are their "
+                "shapes",
+                "call the module itself (module(x)) rather than module.forward(x)",
+            )
+        )
+    uncounted = sorted(
+        {layer.category for layer in prof.layers if layer.macs is None and layer.name not in unseen}
+    )
     if uncounted:
         out.append(
             Notice(
@@ -97,8 +114,10 @@ def notices_for(prof: Profile, uncalled: int = 0) -> list[Notice]:
         out.append(
             Notice(
                 "uncalled",
-                f"{uncalled} leaf module(s) were never called in the forward pass; not listed",
-                "a parent that uses their weights directly (nn.MultiheadAttention's out_proj) "
+                f"{len(uncalled)} leaf module(s) were never called in the forward pass "
+                f"({_some(uncalled)}); not listed",
+                "a parent that uses their weights directly (as attention blocks do with their "
+                "projections) "
                 + (
                     "has that work in its self time"
                     if prof.config.scope == "modules"
@@ -165,3 +184,9 @@ def launch_bound_notice(share: float) -> Notice:
         "and kernel-launch overhead more than GPU work",
         "use a larger --batch-size, or CUDA graphs / torch.compile in deployment",
     )
+
+
+def _some(names: Sequence[str], shown: int = 3) -> str:
+    """'a, b, c' or 'a, b, c and 4 more'."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

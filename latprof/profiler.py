@@ -260,7 +260,7 @@ def profile(
             with _failures("while counting MACs"):
                 costs = count_layer_costs(model, args, kwargs, leaves=leaf_names)
                 aten = count_macs(model, args, kwargs, called)
-    layers, containers, untimed = _records(
+    layers, containers, untimed, unseen = _records(
         [names[i] for i in order], called, probe, order, result, faults, costs, aten
     )
     result_profile = Profile(
@@ -280,7 +280,7 @@ def profile(
         edges=[[names[order[a]], names[order[b]], calls] for (a, b), calls in result.edges.items()],
         e2e_faults_per_pass=e2e_faults,
     )
-    result_profile.notices.extend(notices_for(result_profile, uncalled=untimed))
+    result_profile.notices.extend(notices_for(result_profile, untimed, unseen))
     if moved_from and moved_from.startswith("cuda") and moved_from != _indexed(config.device):
         result_profile.notices.append(
             Notice(
@@ -383,11 +383,13 @@ def _records(
             adopted[heir] = adopted.get(heir, 0) + own
     layers: list[LayerRecord] = []
     containers: list[ModuleRecord] = []
-    untimed = 0
+    untimed: list[str] = []
+    unseen: list[str] = []
     total = result.total_us
     for j, (name, module) in enumerate(zip(names, called, strict=True)):
         if not timed[j]:
-            untimed += not _has_children(module)
+            if not _has_children(module):
+                untimed.append(name)
             continue
         counted = aten.macs.get(j)
         if _has_children(module):
@@ -410,6 +412,9 @@ def _records(
         if (macs is None or cost.counter == "not-called") and counted:
             # no counter, or THOP's hooks never saw the call (child.forward(x))
             macs, by = counted, "aten"
+        elif cost.counter == "not-called":  # not 0: hooks saw no call, the aten pass no MACs
+            macs = None
+            unseen.append(name)
         layers.append(
             LayerRecord(
                 name=name,
@@ -424,7 +429,7 @@ def _records(
                 macs_by=by,
             )
         )
-    return layers, containers, untimed
+    return layers, containers, untimed, unseen
 
 
 def _indexed(device: str) -> str:

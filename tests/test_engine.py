@@ -650,7 +650,9 @@ def test_uncalled_leaves_notice() -> None:
     model.unused_too = nn.ReLU()
     prof = run(model, clock, trials=5)
     [notice] = [n for n in prof.notices if n.kind == "uncalled"]
-    assert notice.message == ("2 leaf module(s) were never called in the forward pass; not listed")
+    assert notice.message == (
+        "2 leaf module(s) were never called in the forward pass (unused, unused_too); not listed"
+    )
     assert [layer.name for layer in prof.layers] == ["c1", "a1", "shared"]
 
 

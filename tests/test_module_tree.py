@@ -478,6 +478,27 @@ def test_a_leaf_called_through_forward_is_timed_and_counted() -> None:
     assert "uncalled" not in {n.kind for n in prof.notices}
 
 
+class NormThroughForward(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.bn = nn.BatchNorm1d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn.forward(self.fc(x))
+
+
+def test_macs_no_counter_saw_are_empty_and_named_not_zero() -> None:
+    prof = profile(
+        NormThroughForward().eval(), (torch.zeros(3, 4),), config=ProfileConfig(warmup=1, trials=2)
+    )
+    rows = {r["module"]: r for r in prof.module_rows()}
+    assert rows["bn"]["calls"] == 1 and rows["bn"]["macs"] is None  # not 0
+    [notice] = [n for n in prof.notices if n.kind == "macs-not-counted"]
+    assert notice.message.startswith("MACs are not counted for bn: called through .forward()")
+    assert rows["fc"]["macs"] == 3 * 4 * 4
+
+
 def test_parameters_of_children_a_parent_uses_directly_stay_with_it() -> None:
     mha = nn.MultiheadAttention(8, 2, batch_first=True)
     prof = profile(

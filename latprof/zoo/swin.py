@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from latprof.blocks import seeded
+from latprof.macs import register_counter, zero
 
 INPUT_SHAPE: tuple[int, ...] = (1, 3, 64, 64)
 PATCH_SIZE = 4
@@ -51,6 +52,9 @@ class Permute(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Permute ``x``'s dimensions to ``self.dims``."""
         return torch.permute(x, self.dims)
+
+
+register_counter(Permute, zero)  # a view: no arithmetic
 
 
 def _shift_mask(
