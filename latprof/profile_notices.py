@@ -128,6 +128,11 @@ def notices_for(
     return out
 
 
+BUSY_FACTOR = 10
+"""(unattributed) below 0 by more than this many times the timers' cost per timed call is the
+machine's doing, not the timers'."""
+
+
 def _negative_unattributed(prof: Profile) -> Notice:
     """Why (unattributed) is negative: usually one slow sample raising a layer's mean."""
     s = prof.summary
@@ -142,8 +147,17 @@ def _negative_unattributed(prof: Profile) -> Notice:
     measured = prof.nest_in_model_us
     identity = prof.nest_identity_us if prof.nest_identity_us is not None else prof.nest_us
     from_passes = measured is not None and prof.nest_us == measured and measured > identity
+    per_call = excess / (s.calls_per_pass or 1.0)
+    timers = s.bias_us + prof.nest_us
     if within or not prof.modules:
         why = "a slow sample (spike) in a layer raises its mean"
+    elif per_call > BUSY_FACTOR * max(timers, 0.05):
+        why = (
+            f"{per_call:.2f} µs per timed call, over {BUSY_FACTOR} times what the timers cost "
+            f"({timers:.2f} µs): the timed passes ran slower than the plain ones, i.e. the "
+            "machine was busy"
+        )
+        hint = "pin the threads (--threads 1), close other programs"
     elif from_passes:  # the passes' medians add up by construction: the means do not
         why = (
             "slow timed passes raise the layers' means above their medians (the timers' cost "
@@ -151,9 +165,8 @@ def _negative_unattributed(prof: Profile) -> Notice:
             "child call as these passes measured it)"
         )
     else:  # beyond the noise with every module timed: the timers' cost, not spikes
-        calls = s.calls_per_pass or 1.0
         why = (
-            f"about {excess / calls:.2f} µs per timed call of the timers' own cost is not "
+            f"about {per_call:.2f} µs per timed call of the timers' own cost is not "
             f"removed by the bias ({s.bias_us:.2f} µs) and the nest calibrated on nn.Identity "
             f"({prof.nest_us:.2f} µs per child call), which real layers make dearer"
         )

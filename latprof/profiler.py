@@ -133,7 +133,8 @@ def _run_probe(
         where = f" after layer '{probe.last_finished}'" if probe.last_finished else ""
         raise ModelRunError(
             f"the model's forward failed outside any leaf layer{where} "
-            f"(inputs {shape_of([*args, *kwargs.values()])}): {reason}; {hint}"
+            f"(inputs {shape_of([*args, *kwargs.values()])}): {reason}; {hint} if the "
+            "inputs are wrong, else the model's own code raised (latprof --debug shows where)"
         ) from exc
     return probe
 

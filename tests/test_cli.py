@@ -148,6 +148,12 @@ def test_zoo_cnn_has_all_seed_categories() -> None:
         (["profile", GOOD, "--format", "xml"], 2, "--format 'xml' is unknown"),
         (["profile", GOOD, "--format", "parquet"], 2, "parquet is a binary format"),
         (["profile", GOOD, "-o", "out.xlsx"], 2, "unknown extension '.xlsx'"),
+        (
+            ["profile", GOOD, "-f", "parquet", "-o", "p.csv"],
+            2,
+            "-o p.csv: the extension says csv, --format says parquet; name the file for its "
+            "format (e.g. p.parquet)",
+        ),
         (["profile", GOOD, "-o", "/nonexistent/dir/p.csv"], 2, "folder /nonexistent/dir does not"),
         (["profile", GOOD, "--by", "tree"], 2, "--by 'tree' is unknown"),
         (["profile", GOOD, "--by", "op"], 2, "--by op needs --module NAME"),
@@ -192,6 +198,10 @@ def test_report_rejects_non_latprof_parquet(tmp_path: Path) -> None:
     junk.write_bytes(b"not parquet at all")
     result = invoke("report", str(junk))
     assert result.exit_code == 2 and "not a readable Parquet file" in result.stderr
+    other_json = tmp_path / "other.json"
+    other_json.write_text('{"a": 1}')
+    result = invoke("report", str(other_json))
+    assert result.exit_code == 2 and "other.json is not a latprof file" in result.stderr
 
 
 @pytest.mark.parametrize("case", ["parent-is-a-file", "path-is-a-folder", "no-permission"])
@@ -300,6 +310,7 @@ def test_console_entry_point_exit_codes(tmp_path: Path) -> None:
         (["profile"], "Missing argument 'model'. (see latprof profile --help)"),
         (["bogus"], "No such command 'bogus'. (see latprof --help)"),
         (["profile", "zoo:cnn", "--trails", "3"], "Possible options: --threads, --trials"),
+        (["profile", "zoo:cnn", "--debug"], "--debug goes before the command: latprof --debug"),
     ],
 )
 def test_usage_errors_are_one_line_from_the_console_script(

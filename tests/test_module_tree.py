@@ -526,6 +526,11 @@ def test_negative_unattributed_beyond_the_noise_names_the_timers_cost(tree) -> N
     assert "nest 0.40 µs per child call as these passes measured it" in notice.message
     assert "timers' own cost is not removed" not in notice.message
     assert "--by layer" in notice.hint
+    # far beyond what the timers cost: the machine was busy, not the timers
+    busy = replace(lower, e2e_us=[0.5] * 4, bias_us=0.02, nest_us=0.02, nest_identity_us=0.02)
+    [notice] = [n for n in notices_for(busy) if n.kind == "negative-unattributed"]
+    assert "0.93 µs per timed call, over 10 times what the timers cost" in notice.message
+    assert "the machine was busy" in notice.message and "--threads 1" in notice.hint
     # within the end-to-end IQR it is still read as noise
     noisy = replace(tree, e2e_us=[6.2, 12.2, 6.2, 8.2], notices=[])
     [notice] = [n for n in notices_for(noisy) if n.kind == "negative-unattributed"]

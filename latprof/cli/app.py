@@ -78,6 +78,12 @@ ByOpt = Annotated[
         "--by", help="category, layer, module (the module tree) or op (with --module NAME)."
     ),
 ]
+ReportByOpt = Annotated[
+    str,
+    typer.Option(
+        "--by", help="category, layer, module (the module tree) or op (the op view saved with it)."
+    ),
+]
 DepthOpt = Annotated[
     int | None,
     typer.Option("--depth", help="--by module: show the tree down to this depth (model = 0)."),
@@ -285,6 +291,9 @@ def expand_multi(argv: list[str]) -> list[str]:
     return out
 
 
+GLOBAL_OPTIONS = ("--debug", "--version")
+
+
 def one_line_usage_error(exc: Any) -> None:
     """click's usage errors (unknown option, bad value, missing argument) as one line on
     stderr, like latprof's own, instead of a multi-line panel."""
@@ -296,6 +305,9 @@ def one_line_usage_error(exc: Any) -> None:
     message = " ".join(exc.format_message().split())
     ctx = getattr(exc, "ctx", None)
     where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    option = getattr(exc, "option_name", None)
+    if option in GLOBAL_OPTIONS and ctx is not None and ctx.parent is not None:
+        where = f"; {option} goes before the command: latprof {option} {ctx.info_name} ..."
     sys.stderr.write(f"latprof: error: {message}{where}\n")
 
 

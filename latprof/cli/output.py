@@ -40,7 +40,13 @@ def resolve_formats(
         return chosen, None
     from latprof.io.atomic import check_writable
 
-    file_fmt = fmt or EXTENSIONS.get(out.suffix.lower())
+    named_by = EXTENSIONS.get(out.suffix.lower())
+    if fmt is not None and named_by is not None and named_by != fmt:
+        raise UsageError(
+            f"{option} {out}: the extension says {named_by}, --format says {fmt}; name the "
+            f"file for its format (e.g. {out.with_suffix(_suffix(fmt)).name}) or drop --format"
+        )
+    file_fmt = fmt or named_by
     if file_fmt is None:
         named = ", or name the format with --format" if option == "-o" else ""
         raise UsageError(
@@ -49,6 +55,10 @@ def resolve_formats(
         )
     check_writable(out, option)
     return ("table" if stdout_is_terminal() else None), file_fmt
+
+
+def _suffix(fmt: str) -> str:
+    return next(ext for ext, f in EXTENSIONS.items() if f == fmt)
 
 
 def wrote(path: Path) -> None:

@@ -20,6 +20,7 @@ from latprof.cli.app import (
     ModuleOpt,
     OutOpt,
     ProgressView,
+    ReportByOpt,
     Tf32Opt,
     ThreadsOpt,
     TopOpt,
@@ -164,9 +165,9 @@ def profile_cmd(
     prof = _measure(model, shapes, batch_size, config, calibration)
     if allocator_check if allocator_check is not None else config.device == "cpu":
         _allocator_check(prof, model, shapes, batch_size, config)
-    if by == "module" and leaves_only:
-        warn("--leaves-only times no parents: the module tree is the leaves, flat")
     emit_profile(prof, stdout_fmt, file_fmt, out, by, top, depth)
+    if by == "module" and leaves_only:  # after the output, like every warning
+        warn("--leaves-only times no parents: the module tree is the leaves, flat")
 
 
 def _measure(
@@ -221,7 +222,7 @@ def _calibration(path: Path, config: Any) -> Any:
 @command("report")
 def report_cmd(
     file: SavedFileArg,
-    by: ByOpt = "category",
+    by: ReportByOpt = "category",
     fmt: FormatOpt = None,
     out: OutOpt = None,
     top: TopOpt = 10,

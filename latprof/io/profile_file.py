@@ -180,9 +180,12 @@ def check_format_version(meta: dict[str, Any], newest: int, source: str) -> None
 
 def _from_parts(meta: dict[str, Any], rows: list[dict[str, Any]], source: str) -> Profile:
     if meta.get("kind") != KIND:
-        raise FileFormatError(
-            f"{source} holds a latprof {meta.get('kind', 'unknown')!r} file, not a profile"
-        )
+        if "kind" not in meta:
+            raise FileFormatError(
+                f"{source} is not a latprof file (no 'kind' in it); `report` reads the profiles "
+                "and tables latprof saves (`profile -o FILE.json`, `.parquet`, `build-lut`)"
+            )
+        raise FileFormatError(f"{source} holds a latprof {meta['kind']!r} file, not a profile")
     check_format_version(meta, FORMAT_VERSION, source)
     try:
         layers = [
