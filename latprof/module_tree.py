@@ -40,29 +40,29 @@ def tree_rows(
 ) -> list[dict[str, Any]]:
     """Depth-first rows of every timed module (leaves: self = total), down to `depth`.
 
-    The tree is the call tree (`edges`: caller, callee, calls per forward): a module called
-    by two parents is listed under each with the calls that parent made, its times and MACs
-    in proportion to those calls (its parameters where it is first listed), so every row's
-    total is its self time plus its children's. `macs` is what the module's own forward ran;
-    `macs_total` adds what the modules it called ran. Without edges (older files) the tree
-    by name."""
+    The tree is the call tree (`edges`: caller, callee, calls per forward and, in files since
+    2026-12-07, the callee's total µs in those calls): a module called by two parents is
+    listed under each with the calls that parent made and the time they took (older files:
+    in proportion to the calls), its MACs in proportion to the calls, its parameters where
+    first listed, so every row's total is its self time plus its children's. `macs` is what
+    the module's own forward ran; `macs_total` adds what the modules it called ran. Without
+    edges (older files still) the tree by name."""
     records = {r.name: r for r in [*modules, *layers]}
-    callees: dict[str, list[tuple[str, float]]] = {}
-    for caller, callee, calls in edges:
-        if caller != callee and caller in records and callee in records:
-            callees.setdefault(caller, []).append((callee, float(calls)))
+    below: dict[str, list[tuple[str, float, float | None]]] = {}
     if edges:
-        below = callees
+        for caller, callee, calls, *took in edges:
+            if caller != callee and caller in records and callee in records:
+                below.setdefault(caller, []).append((callee, float(calls), _us(took)))
     else:
-        below = {
-            m.name: [(c, float(records[c].calls)) for c in m.children if c in records]
-            for m in modules
-        }
+        for m in modules:
+            below[m.name] = [(c, float(records[c].calls), None) for c in m.children if c in records]
     # calls from other modules: a recursive module's calls of itself are inside its total
     incoming: dict[str, float] = {}
+    callers: dict[str, int] = {}
     for kids in below.values():
-        for child, calls in kids:
+        for child, calls, _ in kids:
             incoming[child] = incoming.get(child, 0.0) + calls
+            callers[child] = callers.get(child, 0) + 1
     roots = [name for name in records if name not in incoming]
     totals: dict[str, float | None] = {}
 
@@ -71,7 +71,7 @@ def tree_rows(
             return totals[name]
         record = records[name]
         counted = [] if record.macs is None else [record.macs]
-        for child, calls in below.get(name, []):
+        for child, calls, _ in below.get(name, []):
             if child not in open_:  # mutual recursion: counted once
                 inner = macs_total(child, open_ | {name})
                 if inner is not None:
@@ -81,33 +81,46 @@ def tree_rows(
 
     listed_once: set[str] = set()
 
-    def visit(name: str, level: int, parent: str, scale: float, path: frozenset[str]) -> None:
-        record = records[name]
+    def visit(name: str, level: int, parent: str, part: tuple[float, float], path: frozenset):
+        record, (of_calls, of_time) = records[name], part
         if depth is None or level <= depth:
             row = _row(record, level, parent, e2e_us)
             row["macs_total"] = macs_total(name, frozenset())
-            if scale != 1.0:
-                for key in ("calls", "time_us", "self_us", "share", "self_share", "macs"):
-                    row[key] = None if row[key] is None else row[key] * scale
-                if row["macs_total"] is not None:
-                    row["macs_total"] *= scale
+            for key, scale in (("calls", of_calls), ("macs", of_calls), ("macs_total", of_calls)):
+                if row[key] is not None:
+                    row[key] *= scale
+            for key in ("time_us", "self_us", "share", "self_share"):
+                row[key] *= of_time
             if name in listed_once:
                 row["params"] = None
             listed_once.add(name)
             rows.append(row)
-        for child, calls in below.get(name, []):
+        for child, calls, took in below.get(name, []):
             if child not in path:
-                share = scale * _part(calls, incoming[child])
-                visit(child, level + 1, name, share, path | {child})
+                calls_part = _part(calls, incoming[child])
+                whole = _total(records[child])
+                shared = callers[child] > 1 and took is not None and whole
+                time_part = took / whole if shared else calls_part  # one caller: all of it
+                visit(child, level + 1, name, (of_calls * calls_part, of_time * time_part),
+                      path | {child})  # fmt: skip
 
     rows: list[dict[str, Any]] = []
     for root in roots:
-        visit(root, 0, "", 1.0, frozenset({root}))
+        visit(root, 0, "", (1.0, 1.0), frozenset({root}))
     return rows
 
 
+def _us(took: list[Any]) -> float | None:
+    return float(took[0]) if took and took[0] is not None else None
+
+
+def _total(record: Any) -> float:
+    stats = record.total_stats if hasattr(record, "total_stats") else record.stats
+    return stats.mean
+
+
 def _part(calls: float, of: float) -> float:
-    """The share of a module's calls from other modules (and of its time) one caller made."""
+    """The share of a module's calls from other modules that one caller made."""
     return calls / of if of else 0.0
 
 

@@ -95,7 +95,7 @@ def notices_for(
             )
         )
     callers: dict[str, list[str]] = {}
-    for caller, callee, _calls in prof.edges:
+    for caller, callee, *_ in prof.edges:
         if caller != callee:
             callers.setdefault(callee, []).append(caller)
     shared = sorted(name for name, who in callers.items() if len(who) > 1)
@@ -105,7 +105,7 @@ def notices_for(
                 "shared",
                 f"{len(shared)} module(s) are called from more than one parent (e.g. "
                 f"{shared[0]}, from {', '.join(sorted(callers[shared[0]]))}): --by module lists "
-                "each under every caller with the calls made there, its time and MACs in "
+                "each under every caller with the calls and time spent there, its MACs in "
                 "proportion to those calls (its parameters where first listed)",
                 "--by layer lists each leaf once with all its calls",
             )

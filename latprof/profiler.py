@@ -278,7 +278,10 @@ def profile(
         nest_identity_us=identity_nest,
         nest_in_model_us=in_model,
         ops=ops,
-        edges=[[names[order[a]], names[order[b]], calls] for (a, b), calls in result.edges.items()],
+        edges=[
+            [names[order[a]], names[order[b]], calls, result.edge_us.get((a, b))]
+            for (a, b), calls in result.edges.items()
+        ],
         e2e_faults_per_pass=e2e_faults,
     )
     result_profile.notices.extend(notices_for(result_profile, untimed, unseen))

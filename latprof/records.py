@@ -127,7 +127,8 @@ class Profile:
     nest_identity_us: float | None = None  # nest calibrated on nn.Identity chains
     nest_in_model_us: float | None = None  # nest as these passes measured it
     ops: list[dict[str, Any]] | None = None  # --by op: aten ops inside one module
-    edges: list[list[Any]] = field(default_factory=list)  # [caller, callee, calls per forward]
+    # [caller, callee, calls per forward, the callee's total µs per forward in those calls]
+    edges: list[list[Any]] = field(default_factory=list)
     e2e_faults_per_pass: float | None = None  # minor page faults of the passes without hooks
 
     def _matrix(self, attr: str, records: list[Any] | None = None) -> np.ndarray:

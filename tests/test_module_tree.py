@@ -325,6 +325,47 @@ def test_a_module_shared_between_parents_is_subtracted_where_it_ran() -> None:
     assert all(m.stats.mean >= -1e-9 for m in prof.modules)
 
 
+class PerElement(nn.Module):
+    """A leaf taking 1 µs per input element of fake time."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.clock.advance(1000 * x.numel())
+        return x
+
+
+class Caller(nn.Module):
+    def __init__(self, shared: nn.Module, size: int) -> None:
+        super().__init__()
+        self.shared, self.size = shared, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shared(torch.zeros(self.size))
+
+
+def test_a_shared_module_is_split_by_the_time_each_caller_took() -> None:
+    # one module called once from a (1 element: 1 µs) and once from b (3 elements: 3 µs)
+    clock = FakeClock(read_cost_ns=READ_NS)
+    shared = PerElement(clock)
+    model = nn.Sequential(Caller(shared, 1), Caller(shared, 3))
+    prof = run(model, clock)
+    rows = prof.module_rows()
+    places = {r["parent"]: r for r in rows if r["module"] == "0.shared"}
+    assert places["0"]["calls"] == 1 and places["0"]["time_us"] == pytest.approx(1.0)
+    assert places["1"]["calls"] == 1 and places["1"]["time_us"] == pytest.approx(3.0)
+    for row in rows:  # every total is its self time plus its children's, exactly
+        kids = [r["time_us"] for r in rows if r["parent"] == row["module"]]
+        if kids:
+            assert row["time_us"] == pytest.approx(row["self_us"] + sum(kids))
+    # a file without the callee times splits by calls: 2 µs each
+    old = replace(prof, edges=[e[:3] for e in prof.edges])
+    halves = [r["time_us"] for r in old.module_rows() if r["module"] == "0.shared"]
+    assert halves == [pytest.approx(2.0), pytest.approx(2.0)]
+
+
 class Recursive(nn.Module):
     """1 µs of its own work and a 2 µs leaf, then itself, `depth` levels deep."""
 

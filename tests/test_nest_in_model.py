@@ -121,6 +121,8 @@ def test_with_nest_equals_timing_with_that_nest() -> None:
     direct = measure(0.45)
     assert moved.leaf_time_us == pytest.approx(direct.leaf_time_us)
     assert moved.total_us == pytest.approx(direct.total_us)
+    assert moved.edge_us == pytest.approx(direct.edge_us)  # the callees' totals per caller
+    assert moved.edge_us != measure(0.1).edge_us
     assert not np.allclose(direct.total_us, measure(0.1).total_us)
     assert moved.e2e_us.tolist() == direct.e2e_us.tolist()
 

@@ -149,11 +149,11 @@ class TreeTimer:
         self._running[:] = [0] * len(self._running)
 
     def tree_times(
-        self, bias_us: float, nest_us: float, edges: dict[tuple[int, int], int] | None = None
+        self, bias_us: float, nest_us: float, edges: dict[tuple[int, int], list] | None = None
     ) -> list[tuple[int, float, float, bool, int, int]]:
         """(module, self µs, total µs, outermost, timed children, timed calls below it) for
-        every call of the last pass; after clock.finish(). `edges`, when given, counts the
-        calls of each (caller, callee) pair.
+        every call of the last pass; after clock.finish(). `edges`, when given, adds up for
+        each (caller, callee) pair [calls, the callee's totals µs, timed calls below them].
 
         A call without timed children is credited max(raw - bias, 0), as a leaf. A call with
         children is credited raw - bias - Σ children's raw - children × nest (`nest_us`: what
@@ -174,15 +174,18 @@ class TreeTimer:
             else:
                 own = max(raw - bias_us, 0.0)
             if edges is not None:
-                for callee in callees:
-                    edges[index, callee] = edges.get((index, callee), 0) + 1
+                for callee, callee_total, callee_below in callees:
+                    edge = edges.setdefault((index, callee), [0, 0.0, 0])
+                    edge[0] += 1
+                    edge[1] += callee_total
+                    edge[2] += callee_below
             total = own + child_total
             out.append((index, own, total, outermost, children, children + deeper))
             acc = below.setdefault(depth, [0.0, 0, 0.0, [], 0])
             acc[0] += raw
             acc[1] += 1
             acc[2] += total
-            acc[3].append(index)
+            acc[3].append((index, total, children + deeper))
             acc[4] += children + deeper
         return out
 

@@ -28,6 +28,10 @@ class RunResult:
     total_us: np.ndarray  # (trials, modules): per-forward sum of the outermost calls' totals
     edges: dict[tuple[int, int], float] = field(default_factory=dict)  # (caller, callee): calls
     # per forward, mean over trials
+    # (caller, callee): the callee's totals in those calls, µs per forward (mean over trials),
+    # and the timed calls below them per forward
+    edge_us: dict[tuple[int, int], float] = field(default_factory=dict)
+    edge_below: dict[tuple[int, int], float] = field(default_factory=dict)
     child_calls: np.ndarray | None = None  # (trials, modules): timed children of the calls
     # (trials, modules): timed calls below the outermost calls (what their totals contain)
     descendants: np.ndarray | None = None
@@ -134,7 +138,7 @@ def run_trials(
             progress("warm-up", i + 1, total)
     times = np.zeros((trials, n))
     totals = np.zeros((trials, n))
-    edges: dict[tuple[int, int], int] = {}
+    edges: dict[tuple[int, int], list] = {}
     calls = np.zeros((trials, n), dtype=np.int64)
     kids = np.zeros((trials, n), dtype=np.int64)
     below = np.zeros((trials, n), dtype=np.int64)
@@ -158,8 +162,21 @@ def run_trials(
             e2e[t] = time_plain(forward, clock, settle=True)
         if progress:
             progress("trials", warmup + t + 1, total)
-    per_pass = {pair: count / trials for pair, count in edges.items()}
-    return RunResult(times, calls, e2e, hooked, totals, per_pass, kids, below)
+    per_pass = {pair: edge[0] / trials for pair, edge in edges.items()}
+    edge_us = {pair: edge[1] / trials for pair, edge in edges.items()}
+    edge_below = {pair: edge[2] / trials for pair, edge in edges.items()}
+    return RunResult(
+        times,
+        calls,
+        e2e,
+        hooked,
+        totals,
+        per_pass,
+        edge_us=edge_us,
+        edge_below=edge_below,
+        child_calls=kids,
+        descendants=below,
+    )
 
 
 def with_nest(result: RunResult, subtracted_us: float, nest_us: float) -> RunResult:
@@ -173,6 +190,10 @@ def with_nest(result: RunResult, subtracted_us: float, nest_us: float) -> RunRes
         result,
         leaf_time_us=result.leaf_time_us - result.child_calls * delta,
         total_us=result.total_us - result.descendants * delta,
+        edge_us={
+            pair: us - result.edge_below.get(pair, 0.0) * delta
+            for pair, us in result.edge_us.items()
+        },
     )
 
 
