@@ -56,8 +56,7 @@ def notices_for(
             Notice(
                 "macs-not-counted",
                 f"MACs are not counted for {_some(unseen)}: called through .forward(), which "
-                "forward hooks (and THOP's counters) do not see; shown empty, and so are their "
-                "shapes",
+                "forward hooks (and so THOP's counters) do not see; shown empty",
                 "call the module itself (module(x)) rather than module.forward(x)",
             )
         )

@@ -18,6 +18,12 @@ def assert_untouched(model: nn.Module, keys: list[str], flags: list[bool]) -> No
         assert "forward" not in mod.__dict__
 
 
+def timed_now(module: nn.Module) -> bool:
+    """Whether latprof's timer shadows the module's forward now (the shape probe's does not
+    count: it runs one untimed pass)."""
+    return getattr(module.__dict__.get("forward"), "__name__", "") == "timed"
+
+
 def snapshot(model: nn.Module) -> tuple[list[str], list[bool]]:
     return list(model.state_dict().keys()), [m.training for m in model.modules()]
 

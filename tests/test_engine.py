@@ -14,7 +14,7 @@ from latprof.errors import ModelRunError, UsageError
 from latprof.measure.clocks import FakeClock
 from latprof.profile_notices import notices_for
 from latprof.profiler import profile
-from tests.helpers import Work, assert_untouched, snapshot
+from tests.helpers import Work, assert_untouched, snapshot, timed_now
 
 READ_NS = 100  # each clock read costs 100 ns of fake time
 
@@ -299,7 +299,7 @@ class Skewed(nn.Module):
         self.hooked = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if "forward" in self.__dict__:  # latprof's timer shadows forward while it times
+        if timed_now(self):  # latprof's timer shadows forward while it times
             attached = self.hooked // self.calls  # passes with timers so far, untimed included
             self.hooked += 1
             i = attached // 2 - self.warmup  # the timed pass of each pair is the second
@@ -344,7 +344,7 @@ class SkewedNet(nn.Module):
         # a timed pass follows a start_pass(); an untimed plain pass (before a plain pass that
         # follows one with timers) does not
         timed, self.passes_seen = self.clock.passes != self.passes_seen, self.clock.passes
-        if "forward" not in self.c1.__dict__ and timed:  # a timed plain pass
+        if not timed_now(self.c1) and timed:  # a timed plain pass
             i = self.plain - WARMUP
             self.plain += 1
             e2e = E2E_US[i] if 0 <= i < len(E2E_US) else 20.0  # warm-up, page-fault pass
@@ -437,7 +437,7 @@ def test_trials_alternate_with_and_without_timers() -> None:
         """Each plain pass takes one µs more than the last (1, 2, 3, ...); timed ones 10 x."""
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            kind = "timers" if "forward" in self.__dict__ else "plain"
+            kind = "timers" if timed_now(self) else "plain"
             seen.append(kind)
             clock.advance(1000 * seen.count(kind) * (10 if kind == "timers" else 1))
             return x
@@ -485,7 +485,7 @@ def test_untimed_passes_are_settled_before_the_timed_pass_starts() -> None:
 
     class Leaf(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            events.append("timers" if "forward" in self.__dict__ else "plain")
+            events.append("timers" if timed_now(self) else "plain")
             return x
 
     leaf = Leaf()
@@ -508,7 +508,7 @@ def test_profile_reports_page_faults_per_plain_pass() -> None:
         """A plain pass takes 3 faults, a pass with timers 1000: only plain ones count."""
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            faults["n"] += 1000 if "forward" in self.__dict__ else 3
+            faults["n"] += 1000 if timed_now(self) else 3
             return x
 
     def counter() -> int:

@@ -431,7 +431,7 @@ def test_transformer_encoder_fused_path_macs_and_untimed_children() -> None:
     per_layer = 4 * 5 * 16 * 16 + 2 * 5 * 5 * 16 + 2 * 5 * 16 * 32
     assert rows["layers.0"]["macs"] == per_layer == 11040
     assert rows["(model)"]["macs_total"] == 2 * per_layer
-    # the hooked shape probe took the slow path; the timed passes never called the children
+    # the fused fast path: the timed passes (and the shape probe) never call the children
     assert "layers.0.linear1" not in rows
     [notice] = [n for n in prof.notices if n.kind == "uncalled"]
     # 8 leaves per layer: out_proj, linear1, dropout, linear2, norm1, norm2, dropout1, dropout2
@@ -535,6 +535,9 @@ def test_macs_no_counter_saw_are_empty_and_named_not_zero() -> None:
     )
     rows = {r["module"]: r for r in prof.module_rows()}
     assert rows["bn"]["calls"] == 1 and rows["bn"]["macs"] is None  # not 0
+    # the shape probe shadows forward as the timers do: it sees the call, in its order
+    assert [layer.name for layer in prof.layers] == ["fc", "bn"]
+    assert [layer.input_shape for layer in prof.layers] == ["3x4", "3x4"]
     [notice] = [n for n in prof.notices if n.kind == "macs-not-counted"]
     assert notice.message.startswith("MACs are not counted for bn: called through .forward()")
     assert rows["fc"]["macs"] == 3 * 4 * 4
