@@ -206,7 +206,11 @@ def test_remeasure_noisy_measures_exactly_the_noisy_and_failed_entries(tmp_path:
     for key in kept:  # quiet ok entries (whatever this machine measured), kept as they are
         table.rows[key].update(noisy=False, samples_us=[-2.0, -2.0, -2.0])
     table.save(out)
-    plain = invoke("build-lut", "--models", good, *FAST, "-o", str(out), "--resume")
+    resume = ["--models", good, *FAST, "-o", str(out), "--resume"]
+    dry = invoke("build-lut", *resume, "--remeasure-noisy", "--dry-run")
+    assert dry.exit_code == 0 and dry.stdout.startswith("4 entries, 2 to measure"), dry.output
+    assert invoke("build-lut", *resume, "--dry-run").stdout.startswith("4 entries, 0 to measure")
+    plain = invoke("build-lut", *resume)
     assert plain.exit_code == 0 and "(0 measured, 4 reused)" in plain.stdout
     again = invoke(
         "build-lut", "--models", good, *FAST, "-o", str(out), "--resume", "--remeasure-noisy"

@@ -368,6 +368,19 @@ def test_csv_macs_are_integers_or_empty() -> None:
     assert "| b | 0 |" in to_markdown(rows)
 
 
+def test_small_floats_keep_four_significant_digits() -> None:
+    from latprof.render.text import cell
+
+    # compare's FLOPs scale (µs per FLOP) is ~5e-05: four decimals would print 0.0
+    assert [cell(v) for v in (4.7312e-05, -2.3e-07, 0.0042, 12.34567)] == [
+        "4.731e-05",
+        "-2.3e-07",
+        "0.0042",
+        "12.3457",
+    ]
+    assert cell(1.2e-16) == "0.0"  # float noise of a zero spread stays 0
+
+
 def test_profile_csv_macs_column_is_integer(tmp_path: Path) -> None:
     result = invoke("profile", GOOD, *FAST, "-f", "csv", "--by", "layer")
     assert result.exit_code == 0, result.output

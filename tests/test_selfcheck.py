@@ -77,7 +77,7 @@ def test_trust_thresholds_and_description() -> None:
     assert trust_problem({"self_check": poor_median}) is not None
     assert "no self-check" in (trust_problem({}) or "")
     # the flag it names exists (build-lut has --self-check K, 0 skips it; no --no-self-check)
-    assert "--self-check 0)" in (trust_problem({}) or "")
+    assert "built with --self-check 0" in (trust_problem({}) or "")
 
 
 def test_load_warns_about_a_table_without_self_check(tiny_lut: Path, tmp_path: Path) -> None:
@@ -129,6 +129,8 @@ def test_self_check_can_be_skipped_and_is_refused_negative(tmp_path: Path) -> No
     base = ["build-lut", "--space", "tests/spaces/tiny.toml", "--width-step", "4", "--warmup",
             "1", "--trials", "2", "--threads", "1", "-o", str(out)]  # fmt: skip
     assert CliRunner().invoke(app, [*base, "--self-check", "-1"]).exit_code == 2
+    one = CliRunner().invoke(app, [*base, "--fit", "1"])  # leave-one-out needs more
+    assert one.exit_code == 2 and "--fit 1: a fit is judged leave-one-out" in one.stderr
     result = CliRunner().invoke(app, [*base, "--self-check", "0"])
     assert result.exit_code == 0
     assert "self_check" not in LatencyTable.load(out).meta

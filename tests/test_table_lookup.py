@@ -135,11 +135,17 @@ def test_self_check_descriptions() -> None:
         "self-check: median |error| 1.3 %, max 4.0 %, Kendall τ 0.88 over 20 random "
         "architectures, seed 7"
     )
-    assert trust_problem({}) == (
-        "this table carries no self-check (built before latprof had one, or with "
-        "--self-check 0): run `latprof validate --lut TABLE --samples 20` before trusting "
-        "its sums"
+    assert trust_problem({"source": "space"}) == (
+        "this table carries no self-check (built with --self-check 0, from --archs or a shard, "
+        "or before latprof had one): run `latprof validate ARCH --lut TABLE` on the archs it "
+        "was built for, or `latprof validate --lut TABLE --samples 20` for a whole-space "
+        "table, before trusting its sums"
     )
+    # a layer table is validated on its models; --samples would be refused
+    layers = trust_problem({"source": "models"})
+    assert "`latprof validate MODEL --lut TABLE`" in layers and "--samples" not in layers
+    merged = trust_problem({"source": "space", "merged_from": ["a", "b"]})
+    assert "merged from shards" in merged and "--resume -o TABLE" in merged
 
 
 # widths that are multiples of the table's width_align (16) and widths that are not: rows at

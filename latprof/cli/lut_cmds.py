@@ -195,7 +195,7 @@ def build_lut_cmd(
     self_check = self_check if whole_space else 0
     fit = fit if whole_space and plan.meta["source"] == "space" else 0
     if dry_run:
-        typer.echo("\n".join(_dry_run_lines(plan, out, self_check + fit)))
+        typer.echo("\n".join(_dry_run_lines(plan, out, self_check + fit, remeasure_noisy)))
         return
     _build(plan, out, resume, remeasure_noisy)
     if fit or self_check:
@@ -206,6 +206,14 @@ def _check_counts(**counts: int) -> None:
     for name, value in counts.items():
         if value < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be 0 or more, got {value}")
+    if 0 < counts.get("fit", 0) < MIN_FIT:
+        raise UsageError(
+            f"--fit {counts['fit']}: a fit is judged leave-one-out and needs at least "
+            f"{MIN_FIT} architectures; use 0 (no correction) or {MIN_FIT} or more"
+        )
+
+
+MIN_FIT = 3
 
 
 def _check(out: Path, fit: int, self_check: int) -> None:
@@ -277,14 +285,16 @@ def _build(plan: Any, out: Path, resume: bool, remeasure_noisy: bool) -> None:
     typer.echo("\n".join(lines))
 
 
-def _dry_run_lines(plan: Any, out: Path, self_check: int) -> list[str]:
+def _dry_run_lines(plan: Any, out: Path, self_check: int, remeasure: bool = False) -> list[str]:
     """Count entries; estimate the build time by measuring a few sample entries for real."""
     from latprof.lut.build import estimate_build
     from latprof.lut.jobs import ELEMENT_WEIGHT
     from latprof.lut.table import LatencyTable
 
     jobs, settings = plan.jobs, plan.settings
-    done = set(LatencyTable.load(out).rows) if out.exists() else set()
+    rows = LatencyTable.load(out).rows if out.exists() else {}
+    # --remeasure-noisy measures noisy and failed entries again (lut/build.py open_table)
+    done = {k for k, r in rows.items() if not (remeasure and (r["noisy"] or r["status"] != "ok"))}
     todo = [j for j in jobs if j.key not in done]
     lines = [
         f"{len(jobs)} entries, {len(todo)} to measure ({len(jobs) - len(todo)} already in {out})"

@@ -248,9 +248,15 @@ def _predict_line(table: Any, target: str, pred: Any, network: Any) -> str:
     if pred.scale != 1.0 and not pred.misses:
         changes.append(f"×{pred.scale:.3f} recalibrated")
     how = f" (sum of entries {pred.sum_us:,.1f} µs, {', '.join(changes)})" if changes else ""
+    found = len(pred.blocks) - len(pred.misses)
+    head = (
+        f"no prediction for {pred.name}: only {found} of {len(pred.blocks)} blocks are in the "
+        f"table (they sum to {pred.sum_us:,.1f} µs)"
+        if pred.misses
+        else f"predicted {pred.total_us:,.1f} µs for {pred.name}{how}"
+    )
     line = (
-        f"predicted {pred.total_us:,.1f} µs for {pred.name}{how}: "
-        f"{len(pred.blocks)} blocks, {interpolated} interpolated over mid width, "
+        f"{head}: {len(pred.blocks)} blocks, {interpolated} interpolated over mid width, "
         f"{pred.macs / 1e6:,.1f} M MACs"
     )
     if not is_model_target(table, target) or pred.misses:

@@ -393,14 +393,21 @@ def trust_problem(meta: dict[str, Any]) -> str | None:
     """Why a table's sums should not be trusted blindly, or None."""
     check = meta.get("self_check")
     if not check:
-        why = (
-            "merged from shards, whose builds skip it"
-            if meta.get("merged_from")
-            else "built before latprof had one, or with --self-check 0"
-        )
+        if meta.get("source") == "models" and not meta.get("merged_from"):
+            return (
+                "this table carries no self-check (built with --self-check 0, or before latprof "
+                "had one): run `latprof validate MODEL --lut TABLE` on the models it was built "
+                "from before trusting its sums"
+            )
+        if meta.get("merged_from"):
+            why = "merged from shards, whose builds skip it"
+            fix = "`latprof build-lut` with the build's options and `--resume -o TABLE` adds it"
+        else:
+            why = "built with --self-check 0, from --archs or a shard, or before latprof had one"
+            fix = "run `latprof validate ARCH --lut TABLE` on the archs it was built for"
         return (
-            f"this table carries no self-check ({why}): run `latprof validate --lut TABLE "
-            "--samples 20` before trusting its sums"
+            f"this table carries no self-check ({why}): {fix}, or `latprof validate --lut "
+            "TABLE --samples 20` for a whole-space table, before trusting its sums"
         )
     if not check.get("k"):
         return describe(check)

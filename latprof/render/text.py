@@ -18,6 +18,8 @@ def cell(value: Any) -> str:
     if isinstance(value, float):
         if value.is_integer() and abs(value) >= 1e4:
             return str(int(value))
+        if 1e-12 < abs(value) < 1e-3:  # a scale such as 4.73e-05: 4 significant digits
+            return repr(float(f"{value:.4g}"))
         return repr(round(value, 4))
     return str(value)
 
