@@ -353,6 +353,17 @@ def test_debug_keeps_the_run_error_code(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- 9. smaller
 
 
+def test_a_model_with_a_space_table_points_to_a_layer_table(tiny_lut: Path) -> None:
+    model = invoke("predict", "zoo:dscnn", "--lut", str(tiny_lut))
+    assert model.exit_code == 2 and "Traceback" not in model.output
+    assert "zoo:dscnn is not an architecture of the" in model.stderr
+    assert "latprof build-lut --models zoo:dscnn" in model.stderr
+    gpu = invoke("predict", "zoo:tfnas-a", "--lut", str(tiny_lut), "--device", "gpu")
+    assert gpu.exit_code == 2 and "unknown device 'gpu'" in gpu.stderr
+    typo = invoke("predict", "zoo:tfnas-z", "--lut", str(tiny_lut))
+    assert "unknown TF-NAS architecture 'tfnas-z'" in typo.stderr  # the known ones listed
+
+
 def test_mismatch_error_names_the_flag(tiny_lut: Path) -> None:
     arch = Path(__file__).parent / "spaces" / "tiny-arch.json"
     line = one_line_error(invoke("predict", str(arch), "--lut", str(tiny_lut), "--batch-size", "7"))

@@ -3,6 +3,7 @@ and validate's populations."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 
 from latprof.cli import app
 from latprof.errors import LatprofWarning
-from latprof.lut import selfcheck
+from latprof.lut import correction, selfcheck
 from latprof.lut import validate as val
 from latprof.lut.table import LatencyTable, describe, trust_problem
 
@@ -122,6 +123,10 @@ def test_build_stores_the_self_check_and_report_shows_it(tmp_path: Path) -> None
     assert result.stdout.splitlines()[-1] == describe(check)
     report = CliRunner().invoke(app, ["report", str(out), "--format", "csv"])
     assert describe(check) in report.stderr
+    assert correction.describe(fitted) in report.stderr  # the law predict applies
+    as_json = tmp_path / "r.json"  # -o by extension, as --format json does
+    saved = CliRunner().invoke(app, ["report", str(out), "-o", str(as_json)])
+    assert saved.exit_code == 0 and json.loads(as_json.read_text())[0]["entries"] > 0
 
 
 def test_self_check_can_be_skipped_and_is_refused_negative(tmp_path: Path) -> None:

@@ -407,8 +407,7 @@ def report_lut(path: Path, by: str, fmt: str | None, out: Path | None) -> None:
     rows = report_rows(table, by)
     stdout_fmt, file_fmt = resolve_formats(fmt, out)
     if out is not None and file_fmt is not None:
-        if file_fmt not in ("parquet", "csv", "markdown"):
-            raise UsageError(f"a lookup table renders as csv, markdown or parquet, not {file_fmt}")
+        file_fmt = "markdown" if file_fmt == "table" else file_fmt  # .txt: the rows as text
         if file_fmt == "parquet":
             table.save(out)
         else:
@@ -419,6 +418,10 @@ def report_lut(path: Path, by: str, fmt: str | None, out: Path | None) -> None:
     from latprof.lut.table import describe
 
     check = describe(table.meta.get("self_check"))
+    if table.meta.get("correction"):
+        from latprof.lut import correction
+
+        check = correction.describe(table.meta["correction"]) + "\n" + check
     if table.meta.get("recalibration"):
         from latprof.lut.recalibrate import describe as recalibrated
 

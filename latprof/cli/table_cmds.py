@@ -190,10 +190,12 @@ def predict_cmd(
     out: OutOpt = None,
 ) -> None:
     """Predict latency as a sum of lookup-table entries, with a per-block breakdown."""
+    from latprof.config import parse_device
     from latprof.lut.table import LatencyTable, trust_problem
     from latprof.lut.validate import prediction_for
 
     resolve_formats(fmt, out)  # a bad -o fails before any measuring
+    device = parse_device(device) if device is not None else None
     table = LatencyTable.load(lut)
     diffs = table.check_target(
         allow_mismatch, device=device, dtype=dtype, batch=batch_size, threads=threads

@@ -172,6 +172,12 @@ def prediction_for(
         loaded = load_model(str(target), batch_size=int(table.meta["batch"]))
         pred = predict_model(table, str(target), loaded.module, loaded.args, loaded.kwargs, on_miss)
         return pred, lambda: (loaded.module, loaded.args, loaded.kwargs)
+    if isinstance(target, str) and _names_a_model(target):
+        raise UsageError(
+            f"{target} is not an architecture of the {table.meta.get('space')} search space "
+            "this table was built for (zoo:tfnas-a, or an arch .json/.toml): for a model, "
+            f"build a layer table with `latprof build-lut --models {target}`"
+        )
     arch = target if isinstance(target, archmod.Arch) else archmod.load(target)
     pred = predict_arch(table, arch, on_miss=on_miss, exact=exact)
 
@@ -180,6 +186,16 @@ def prediction_for(
         return archmod.build_module(arch), (random_input(*shape),), {}
 
     return pred, network
+
+
+def _names_a_model(spec: str) -> bool:
+    """A zoo model, a torchvision model or a model file: not an architecture (a mistyped
+    paper arch, zoo:tfnas-z, is left to the arch loader, which lists the known ones)."""
+    from latprof.zoo import ZOO
+
+    if spec.startswith("zoo:"):
+        return spec[4:] in ZOO and not archmod.is_arch_spec(spec)
+    return spec.startswith("torchvision:") or spec.split(":")[0].endswith(".py")
 
 
 SAFE_MODEL_PREFIXES = ("zoo:", "torchvision:")
