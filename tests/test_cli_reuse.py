@@ -92,6 +92,11 @@ def test_predict_lists_misses(tiny_lut: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert f"1 entries are not in {holey} ({pool})" in result.stderr
     assert "missing" in result.stdout  # the breakdown still shows the block
+    # validate measures only what the table can predict: here nothing, so no pass at all
+    checked = invoke("validate", str(arch), "--lut", str(holey), "-f", "csv")
+    assert checked.exit_code == 2 and "1 architectures have entries missing" in checked.stderr
+    rows = pd.read_csv(io.StringIO(checked.stdout))
+    assert rows["misses"].tolist() == [1] and rows["measured_us"].isna().all()
     fixed = invoke("predict", str(arch), "--lut", str(holey), "-f", "csv", "--measure-misses")
     assert fixed.exit_code == 0, fixed.output
     assert pool in LatencyTable.load(holey).rows

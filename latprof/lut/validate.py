@@ -118,35 +118,36 @@ def measure_end_to_end(
 def row(
     name: str,
     pred: Prediction,
-    stats: Stats,
+    stats: Stats | None,
     macs: float,
     statistic: str = "median",
     halves: Halves | None = None,
 ) -> dict[str, Any]:
     """One validation row. `measured_us` is the `statistic` of the passes (the one the table
     predicts); error_pct is (predicted - measured) / measured in percent; `half_a_us` and
-    `half_b_us` the statistic of the even and of the odd rounds' passes."""
+    `half_b_us` the statistic of the even and of the odd rounds' passes. Without `stats`
+    (a target with missing entries, not measured) the measured columns are empty."""
     predicted = pred.total_us if not pred.misses else None
     raw = pred.sum_us if not pred.misses else None
-    measured = float(getattr(stats, statistic))
-    err = None if predicted is None else 100.0 * (predicted - measured) / measured
+    measured = None if stats is None else float(getattr(stats, statistic))
+    err = None if predicted is None or measured is None else 100 * (predicted - measured) / measured
     return {
         "arch": name,
         "measured_us": measured,
         "statistic": statistic,
-        "measured_median_us": stats.median,
-        "measured_iqr_us": stats.iqr,
+        "measured_median_us": None if stats is None else stats.median,
+        "measured_iqr_us": None if stats is None else stats.iqr,
         "predicted_us": predicted,
         "error_pct": err,
         "sum_us": raw,
-        "sum_error_pct": None if raw is None else 100.0 * (raw - measured) / measured,
-        "unattributed_us": None if predicted is None else measured - predicted,
+        "sum_error_pct": None if err is None else 100.0 * (raw - measured) / measured,
+        "unattributed_us": None if err is None else measured - predicted,
         "scale": pred.scale,
         "macs": macs,
         "blocks": len(pred.blocks),
         "interpolated": sum(b.source == "interpolated" for b in pred.blocks),
         "misses": len(pred.misses),
-        "noisy": stats.noisy,
+        "noisy": None if stats is None else stats.noisy,
         "half_a_us": float(getattr(halves[0], statistic)) if halves else None,
         "half_b_us": float(getattr(halves[1], statistic)) if halves else None,
     }
@@ -273,11 +274,14 @@ def measure(
 
     refs = recal.references(table, reference) if reference else []
     preds: list[Prediction] = []
-    networks = []
+    builders = []
     for target in targets:
         pred, network = prediction_for(table, target, on_miss, exact)
         preds.append(pred)
-        networks.append(network())
+        builders.append(network)
+    # a target the table cannot predict is not measured: its row says what is missing
+    kept = [i for i, p in enumerate(preds) if not p.misses]
+    networks = [builders[i]() for i in kept]
     ref_preds = []
     for target in refs:  # never measured into the table, never raising on a miss
         pred, network = prediction_for(table, target, "report")
@@ -287,12 +291,12 @@ def measure(
         recal.check_usable(table.meta, ref_preds)
         recal.warn_allocator(table.meta)
     try:
-        measured = measure_networks(networks, settings, progress=progress)
+        measured = measure_networks(networks, settings, progress=progress) if networks else []
     except (MemoryError, RuntimeError) as exc:
         if is_out_of_memory(exc):
             raise out_of_memory(exc, "measuring the networks") from exc
         raise
-    n = len(targets)
+    n = len(kept)
     recalibration = None
     if refs:
         for p in ref_preds:
@@ -304,10 +308,13 @@ def measure(
         recalibration = recal.from_rows(ref_rows, table.meta)
         for p in preds:
             p.scale = recalibration["factor"]
-    rows = [
-        {**row(p.name, p, stats, macs, table.statistic, halves), "population": population_of(t)}
-        for t, p, (stats, macs, halves) in zip(targets, preds, measured[:n], strict=True)
-    ]
+    of_target: dict[int, Any] = dict(zip(kept, measured[:n], strict=True))
+    rows = []
+    for i, (t, p) in enumerate(zip(targets, preds, strict=True)):
+        stats, macs, halves = of_target.get(i, (None, p.macs, None))
+        rows.append(
+            {**row(p.name, p, stats, macs, table.statistic, halves), "population": population_of(t)}
+        )
     return rows, recalibration
 
 
