@@ -152,6 +152,8 @@ def test_unknown_space_lists_known() -> None:
     result = invoke("build-lut", "--space", "nope", "--dry-run")
     assert result.exit_code == 2
     assert "unknown space 'nope'; known: mbv2, tfnas, uboost" in result.stderr
+    csv = invoke("build-lut", "--space", "uboost", "--dry-run", "-o", "t.csv")
+    assert csv.exit_code == 2 and "lookup tables are Parquet files" in csv.stderr
 
 
 def test_space_dry_run_and_small_build(tmp_path: Path) -> None:

@@ -190,6 +190,8 @@ def build_lut_cmd(
         statistic=statistic, shard=shard, **flags,
     )  # fmt: skip
     out = out or plan.default_output()
+    if out.suffix != ".parquet":  # before --dry-run too: it would be refused at the build
+        raise UsageError(f"-o {out}: lookup tables are Parquet files; use a .parquet name")
     _check_counts(self_check=self_check, fit=fit)
     whole_space = not plan.shard and "-archs" not in plan.label
     self_check = self_check if whole_space else 0
@@ -240,8 +242,6 @@ def _build(plan: Any, out: Path, resume: bool, remeasure_noisy: bool) -> None:
     from latprof.io.atomic import check_writable
     from latprof.lut.build import build
 
-    if out.suffix != ".parquet":
-        raise UsageError(f"-o {out}: lookup tables are Parquet files; use a .parquet name")
     out.parent.mkdir(parents=True, exist_ok=True)
     check_writable(out)
     view = ProgressView(f"measuring {plan.label}", delay_s=0.0)
@@ -270,9 +270,13 @@ def _build(plan: Any, out: Path, resume: bool, remeasure_noisy: bool) -> None:
     elapsed = time.monotonic() - started
     took = f"{elapsed:.2f}" if elapsed < 10 else f"{elapsed:.1f}"  # comparable with --dry-run
     s = plan.settings
+    import pyarrow.parquet as pq
+
+    held = pq.read_metadata(out).num_rows
+    more = f"; the file holds {held} in all" if held > len(plan.jobs) else ""
     lines = [
         f"wrote {out}: {len(plan.jobs)} entries ({result.measured} measured, {result.reused} "
-        f"reused) in {took} s on {plan.meta['device_name']}, batch {s.batch}, {s.dtype}"
+        f"reused{more}) in {took} s on {plan.meta['device_name']}, batch {s.batch}, {s.dtype}"
     ]
     if result.failed:
         lines.append(f"{len(result.failed)} entries failed (kept as status=failed):")
