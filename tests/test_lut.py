@@ -100,6 +100,10 @@ def test_resume_refuses_another_environment(tmp_path: Path) -> None:
     other = {**META, "batch": 8, "space_hash": "zz"}
     with pytest.raises(UsageError, match=r"another space or environment \(space_hash"):
         build.build(fake_jobs(clock, 4), SETTINGS, out, other, resume=True, clock=clock)
+    # another space by name: the names, not two digests
+    named = {**META, "space": "mbv2", "space_hash": "zz"}
+    with pytest.raises(UsageError, match=r"\(space: None != 'mbv2'"):
+        build.build(fake_jobs(clock, 4), SETTINGS, out, named, resume=True, clock=clock)
 
 
 def test_resume_of_a_table_with_other_trials_says_which_to_pass(tmp_path: Path) -> None:

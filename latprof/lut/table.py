@@ -175,7 +175,9 @@ class LatencyTable:
                 a, b = a or OLDER_DEFAULTS[name], b or OLDER_DEFAULTS[name]
             elif name in EMPTY_WHEN_ABSENT:
                 a, b = a or [], b or []
-            if a != b:
+            if a != b and name == "space_hash":  # name what differs, not two digests
+                out.append(_space_difference(self.meta, other_meta, a, b))
+            elif a != b:
                 out.append(f"{name}: {a!r} != {b!r}")
         # tables from before width_align interpolate linearly: they resume and merge either way
         a, b = self.meta.get("width_align"), other_meta.get("width_align")
@@ -312,6 +314,15 @@ def target_differences(meta: dict[str, Any], **target: Any) -> list[str]:
         if have != wanted:
             out.append(f"{name}: table {have!r}, target {wanted!r}")
     return out
+
+
+def _space_difference(mine: dict[str, Any], other: dict[str, Any], a: Any, b: Any) -> str:
+    """The space (or the models of a layer table) two tables were built for, by name."""
+    for name in ("space", "models"):
+        x, y = mine.get(name), other.get(name)
+        if x != y and (x or y):
+            return f"{name}: {x!r} != {y!r}"
+    return f"space_hash: {a!r} != {b!r} (the same space name, edited candidates)"
 
 
 def check_target(meta: dict[str, Any], allow_mismatch: bool = False, **target: Any) -> list[str]:
