@@ -79,6 +79,10 @@ def test_resume_existing_and_refuse_overwrite(tmp_path: Path) -> None:
     assert swapped.exit_code == 0 and "(0 measured, 6 reused)" in swapped.stdout  # any order
     missing = invoke("predict", shared, "--lut", str(out))
     assert missing.exit_code == 2 and "entries are not in" in missing.stderr
+    assert "no prediction for" in missing.stderr and "predicted" not in missing.stderr
+    mismatched = invoke("predict", good, "--lut", str(out), "--batch-size", "2", "--allow-mismatch")
+    assert mismatched.exit_code == 0, mismatched.output
+    assert "as the table was built (batch 1, float32, cpu), not as the target" in mismatched.stderr
     assert "pass --measure-misses, or build a table with --models" in missing.stderr
     assert "--resume" not in missing.stderr
     compared = invoke("compare", "--space", "uboost", "--lut", str(out), "--samples", "2")

@@ -224,7 +224,8 @@ def predict_cmd(
         table.save(lut)
         typer.echo(f"latprof: added the entries measured now to {lut}", err=True)
     write_rows(pred.rows(), fmt, out, f"{pred.name} on {lut.name}")
-    typer.echo(_predict_line(table, target, pred, network), err=not sys.stdout.isatty())
+    line = _predict_line(table, target, pred, network, differs=bool(diffs))
+    typer.echo(line, err=not sys.stdout.isatty())
     if pred.misses:
         listed = "; ".join(pred.misses[:5]) + (" ..." if len(pred.misses) > 5 else "")
         how = (
@@ -238,7 +239,7 @@ def predict_cmd(
         )
 
 
-def _predict_line(table: Any, target: str, pred: Any, network: Any) -> str:
+def _predict_line(table: Any, target: str, pred: Any, network: Any, differs: bool = False) -> str:
     """The summary line; for a MODEL, also how much of its measured time no leaf holds."""
     from latprof.config import BUILD_TRIALS, MeasureSettings
     from latprof.lut.validate import is_model_target, measure_end_to_end
@@ -275,8 +276,15 @@ def _predict_line(table: Any, target: str, pred: Any, network: Any) -> str:
             f"leaf layer or unit ({', '.join(units)}): residual adds, concatenations and "
             "other tensor ops outside the units"
         )
+    m = table.meta
+    built = (
+        f", as the table was built (batch {m.get('batch')}, {m.get('dtype')}, "
+        f"{m.get('device')}), not as the target"
+        if differs
+        else ""
+    )
     return line + (
-        f"; measured end to end {whole:,.1f} µs ({table.statistic}), so {gap:,.1f} µs "
+        f"; measured end to end {whole:,.1f} µs ({table.statistic}{built}), so {gap:,.1f} µs "
         f"({100 * gap / whole:.1f} %) is not in any {where}"
     )
 
