@@ -167,6 +167,8 @@ def test_space_dry_run_and_small_build(tmp_path: Path) -> None:
     assert "estimated build time:" in dry.stdout and "an estimate" in dry.stdout
     # uboost: 8 entries in each of its busiest slots -> 8 context networks
     assert "go into 8 context networks" in dry.stdout and "measured 3 of them" in dry.stdout
+    # the fit and the self-check run in fresh processes: their start-up is named (Linux)
+    assert "the fit and self-check each start a fresh process: about" in dry.stdout
     alone = invoke("build-lut", "--space", "uboost", "--dry-run", "--context", "alone", *FAST)
     assert alone.exit_code == 0, alone.output
     assert "measured 5 sample entries for real" in alone.stdout and "cost proxy" in alone.stdout

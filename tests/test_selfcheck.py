@@ -157,3 +157,11 @@ def test_populations_of_targets() -> None:
     assert val.population_of("zoo:tfnas-a") == "zoo"
     assert val.population_of("arch.toml") == "file"
     assert val.population_of("zoo:cnn") == "model"
+
+
+def test_a_fresh_process_start_up_is_read_from_proc() -> None:
+    from latprof.lut.fresh import startup_s
+
+    first = startup_s()
+    assert first is not None and 0.0 < first < 24 * 3600  # this test process has run a while
+    assert startup_s() >= first  # it only grows

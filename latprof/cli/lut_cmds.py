@@ -197,11 +197,25 @@ def build_lut_cmd(
     self_check = self_check if whole_space else 0
     fit = fit if whole_space and plan.meta["source"] == "space" else 0
     if dry_run:
-        typer.echo("\n".join(_dry_run_lines(plan, out, self_check + fit, remeasure_noisy)))
+        _dry_run(plan, out, fit, self_check, remeasure_noisy)
         return
     _build(plan, out, resume, remeasure_noisy)
     if fit or self_check:
         _check(out, fit, self_check)
+
+
+def _dry_run(plan: Any, out: Path, fit: int, self_check: int, remeasure: bool) -> None:
+    from latprof.lut.fresh import startup_s
+
+    start = startup_s()  # before the estimate measures: what a fresh process costs
+    checks = [n for n in (fit, self_check) if n]
+    lines = _dry_run_lines(plan, out, self_check + fit, remeasure)
+    if checks and start is not None:
+        lines.append(
+            f"  the fit and self-check each start a fresh process: about {start:.1f} s "
+            f"each ({len(checks)}), not in the estimate above"
+        )
+    typer.echo("\n".join(lines))
 
 
 def _check_counts(**counts: int) -> None:

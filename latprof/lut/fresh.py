@@ -19,6 +19,19 @@ from typing import Any
 from latprof.errors import LatprofWarning, ModelRunError
 
 
+def startup_s() -> float | None:
+    """Seconds since this process started (Linux: /proc), i.e. about what a fresh latprof
+    process costs before it measures anything, when called before any measuring."""
+    import os
+
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(uptime - ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+
+
 def validate_rows(path: Path, samples: int, seed: int, models: list[str] | None = None) -> list:
     """Rows of `validate` for `samples` random archs of `seed` (or for `models`) of the table
     at `path`, measured in a fresh child process with the table's thread count."""
