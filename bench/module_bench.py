@@ -131,7 +131,7 @@ def attribution(specs: tuple[str, ...] = MODELS, leaves_only: bool = False) -> N
             "            largest parent self times: "
             + ", ".join(f"{r['class']} {r['self_us']:.0f} µs" for r in containers)
         )
-        identity = prof.nest_identity_us if prof.nest_identity_us is not None else prof.nest_us
+        identity = prof.nest_identity_us  # always set by profile()
         measured = "-" if prof.nest_in_model_us is None else f"{prof.nest_in_model_us:.2f}"
         less = (prof.nest_us - identity) * (s.calls_per_pass - 1)  # all but the model nest
         print(
@@ -214,7 +214,7 @@ def known_self_times() -> None:
         prof = profile(model, (x,), trials=200)
         wraps = [m for m in prof.modules if m.category == "Wrap"]
         self_us = sum(m.stats.mean for m in wraps) / len(wraps)
-        identity = prof.nest_identity_us if prof.nest_identity_us is not None else prof.nest_us
+        identity = prof.nest_identity_us  # always set by profile()
         with_identity = self_us + (prof.nest_us - identity)  # each wrapper has one child
         conv_us = sum(r.stats.mean for r in prof.layers) / bare_us
         print(

@@ -253,6 +253,8 @@ def _check(out: Path, fit: int, self_check: int) -> None:
 
 
 def _build(plan: Any, out: Path, resume: bool, remeasure_noisy: bool) -> None:
+    import pyarrow.parquet as pq
+
     from latprof.io.atomic import check_writable
     from latprof.lut.build import build
 
@@ -284,8 +286,6 @@ def _build(plan: Any, out: Path, resume: bool, remeasure_noisy: bool) -> None:
     elapsed = time.monotonic() - started
     took = f"{elapsed:.2f}" if elapsed < 10 else f"{elapsed:.1f}"  # comparable with --dry-run
     s = plan.settings
-    import pyarrow.parquet as pq
-
     held = pq.read_metadata(out).num_rows
     more = f"; the file holds {held} in all" if held > len(plan.jobs) else ""
     lines = [
@@ -305,14 +305,13 @@ def _build(plan: Any, out: Path, resume: bool, remeasure_noisy: bool) -> None:
 
 def _dry_run_lines(plan: Any, out: Path, self_check: int, remeasure: bool = False) -> list[str]:
     """Count entries; estimate the build time by measuring a few sample entries for real."""
-    from latprof.lut.build import estimate_build
+    from latprof.lut.build import estimate_build, remeasured
     from latprof.lut.jobs import ELEMENT_WEIGHT
     from latprof.lut.table import LatencyTable
 
     jobs, settings = plan.jobs, plan.settings
     rows = LatencyTable.load(out).rows if out.exists() else {}
-    # --remeasure-noisy measures noisy and failed entries again (lut/build.py open_table)
-    done = {k for k, r in rows.items() if not (remeasure and (r["noisy"] or r["status"] != "ok"))}
+    done = {k for k, r in rows.items() if not (remeasure and remeasured(r))}
     todo = [j for j in jobs if j.key not in done]
     lines = [
         f"{len(jobs)} entries, {len(todo)} to measure ({len(jobs) - len(todo)} already in {out})"

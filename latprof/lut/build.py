@@ -64,10 +64,15 @@ def open_table(
                 f"({'; '.join(diffs)}); {fix}"
             )
         if remeasure_noisy:
-            for key in [k for k, r in table.rows.items() if r["noisy"] or r["status"] != "ok"]:
+            for key in [k for k, r in table.rows.items() if remeasured(r)]:
                 del table.rows[key]
         return table
     return LatencyTable(dict(meta))
+
+
+def remeasured(row: dict[str, Any]) -> bool:
+    """Whether --remeasure-noisy measures this entry again: noisy or failed."""
+    return bool(row["noisy"]) or row["status"] != "ok"
 
 
 def build(

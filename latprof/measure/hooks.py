@@ -180,13 +180,14 @@ class TreeTimer:
                     edge[1] += callee_total
                     edge[2] += callee_below
             total = own + child_total
-            out.append((index, own, total, outermost, children, children + deeper))
+            inside = children + deeper  # timed calls within this one
+            out.append((index, own, total, outermost, children, inside))
             acc = below.setdefault(depth, [0.0, 0, 0.0, [], 0])
             acc[0] += raw
             acc[1] += 1
             acc[2] += total
-            acc[3].append((index, total, children + deeper))
-            acc[4] += children + deeper
+            acc[3].append((index, total, inside))
+            acc[4] += inside
         return out
 
 
