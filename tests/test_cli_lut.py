@@ -237,12 +237,13 @@ def test_remeasure_noisy_measures_exactly_the_noisy_and_failed_entries(tmp_path:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--context", "nearby"], "--context 'nearby': choose networks or alone"),
+        (["--context", "nearby"], "--context 'nearby': choose networks, models or alone"),
         (["--statistic", "p50"], "--statistic 'p50': choose one of p10, median, mean, min"),
         (
             ["--models", "zoo:cnn", "--context", "networks"],
             "--context networks needs a search space",
         ),
+        (["--space", "mbv2", "--context", "models"], "--context models times entries inside"),
     ],
 )
 def test_context_and_statistic_options_are_checked(args: list[str], message: str) -> None:

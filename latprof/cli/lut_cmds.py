@@ -108,8 +108,9 @@ ContextOpt = Annotated[
     typer.Option(
         "--context",
         help="networks: time each entry inside networks that run one entry per slot "
-        "(input hot, weights as cold as in a network; default for spaces); alone: time "
-        "entries by themselves, round-robin (faster, less faithful; layer tables).",
+        "(input hot, weights as cold as in a network; default for spaces); models: time "
+        "each entry of a layer table inside the models' own passes; alone: time entries "
+        "by themselves, round-robin (default for layer tables).",
     ),
 ]
 SelfCheckOpt = Annotated[
@@ -322,6 +323,8 @@ def _dry_run_lines(plan: Any, out: Path, self_check: int, remeasure: bool = Fals
         lines.append(f"  of which units (each module timed whole): {listed}")
     if todo and plan.slots is not None:
         return lines + _network_estimate(todo, plan, self_check)
+    if todo and plan.meta.get("context") == "models":
+        return lines + _model_estimate(todo, plan)
     if not todo:
         return lines
     est = estimate_build(todo, settings)
@@ -376,6 +379,30 @@ def _network_estimate(todo: list[Any], plan: Any, self_check: int) -> list[str]:
             "build records such entries as failed, and other entries may fail the same way"
         )
     return lines
+
+
+def _model_estimate(todo: list[Any], plan: Any) -> list[str]:
+    from latprof.lut import in_model
+    from latprof.measure.clocks import clock_for
+
+    s, meta = plan.settings, plan.meta
+    from latprof.lut.build import save_times
+
+    count, seconds, sampled, rows = in_model.estimate(
+        todo, meta["model_keys"], meta.get("units") or [], s, clock_for(s.device)
+    )
+    first, later = save_times(rows, meta)
+    where = "the model's own passes" if count == 1 else f"the {count} models' own passes"
+    saves = first + (count - 1) * later
+    total = seconds + saves
+    said = f"{total:.2f}" if total < 10 else f"{total:.1f}"
+    return [
+        f"estimated build time: {said} s (an estimate; the command's start-up is not included)",
+        f"  how: the entries are timed in {where} "
+        f"(warm-up {s.warmup}, trials {s.trials}, each after an untimed pass); each model "
+        f"was measured for real with 1 and 6 trials in {sampled:.2f} s and scaled to the "
+        f"build's passes: {seconds:.2f} s, + saves {saves:.2f} s (one per model).",
+    ]
 
 
 @command("merge")

@@ -89,7 +89,8 @@ def build(
 ) -> BuildResult:
     """Measure every job not yet in `out`, saving atomically after each batch. With
     `slots` (the jobs each slot of a space can hold, in order) entries are measured in
-    context networks (latprof.lut.in_network), else alone."""
+    context networks (latprof.lut.in_network); with `meta["context"]` "models" in the
+    models of `meta["model_keys"]` (latprof.lut.in_model); else alone."""
     table = open_table(out, meta, resume, remeasure_noisy)
     todo = [j for j in jobs if j.key not in table.rows]
     reused = len(jobs) - len(todo)
@@ -109,6 +110,11 @@ def build(
 
     if slots is not None and todo:
         in_network.measure(todo, slots, settings, clock, on_group=save)
+    elif meta.get("context") == "models" and todo:
+        from latprof.lut import in_model
+
+        model_keys, units = meta["model_keys"], meta.get("units") or []
+        in_model.measure(todo, model_keys, units, settings, clock, on_group=save)
     else:
         for batch in chunks(todo, settings.flush_every):
             save(measure_jobs(batch, settings, clock))
@@ -140,7 +146,7 @@ class BuildEstimate:
     unestimated: int = 0  # entries of the failed samples' groups: no passes counted for them
 
 
-def _save_times(rows: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[float, float]:
+def save_times(rows: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[float, float]:
     """Seconds of the first and of a later save of a table holding `rows`."""
     table = LatencyTable(dict(meta))
     for row in rows:
@@ -200,7 +206,7 @@ def estimate_build(
         if by_proxy and weights[pick] > 0:
             scale = sum(weights[i] for i in stratum) / len(stratum) / weights[pick]
         passes_s += passes * t * len(stratum) * scale
-    first_save, later_save = _save_times(rows, meta or {"kind": "lut"})
+    first_save, later_save = save_times(rows, meta or {"kind": "lut"})
     saves_s = first_save + (math.ceil(n / settings.flush_every) - 1) * later_save
     failed = [(stratum, r) for stratum, r in zip(strata, rows, strict=True) if r["status"] != "ok"]
     return BuildEstimate(

@@ -18,7 +18,7 @@ from latprof.lut.table import FORMAT_VERSION, KIND, STATISTICS, default_width_al
 from latprof.measure import allocator
 from latprof.space.builtin import DEFAULT_SPACE
 
-CONTEXTS = ("networks", "alone")
+CONTEXTS = ("networks", "models", "alone")
 
 
 @dataclass
@@ -76,11 +76,16 @@ def check_options(
     if statistic not in STATISTICS:
         raise UsageError(f"--statistic {statistic!r}: choose one of {', '.join(STATISTICS)}")
     if context not in (None, *CONTEXTS):
-        raise UsageError(f"--context {context!r}: choose networks or alone")
+        raise UsageError(f"--context {context!r}: choose networks, models or alone")
     if models and context == "networks":
         raise UsageError(
             "--context networks needs a search space (slots to chain); layer tables from "
-            "--models are measured alone"
+            "--models are measured in their models (--context models) or alone"
+        )
+    if context == "models" and not models:
+        raise UsageError(
+            "--context models times entries inside the --models they come from; a space's "
+            "entries are measured in networks (--context networks) or alone"
         )
     return context or ("alone" if models else "networks")
 

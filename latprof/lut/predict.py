@@ -267,13 +267,42 @@ def predict_model(
         )
     batch, dtype = int(table.meta["batch"]), str(table.meta["dtype"])
     names = {id(m): n or ROOT_NAME for n, m in module.named_modules()}
+    calls = entry_calls(module, args, kwargs, table.meta.get("units") or [])
+    jobs = [call.job(batch, dtype) for call in calls]
+    in_model = table.meta.get("context") == "models"
+    now: set[str] = set()
+    if on_miss == "measure" and in_model:
+        now = _measure_in_model(table, (module, args, kwargs), jobs)
     blocks = []
     misses = []
-    for call in entry_calls(module, args, kwargs, table.meta.get("units") or []):
-        job = call.job(batch, dtype)
-        t, source, macs = _lookup(table, job.key, on_miss, lambda j=job: _measure_jobs(table, [j]))
+    for call, job in zip(calls, jobs, strict=True):
+        alone = None if in_model else (lambda j=job: _measure_jobs(table, [j]))
+        t, source, macs = _lookup(table, job.key, on_miss, alone)
         if t is None:
             misses.append(job.key)
+        elif job.key in now:
+            source = "measured-now"
         blocks.append(BlockTime(names.get(id(call.module), "?"), job.key, t, source, macs))
     _raise_misses(misses, on_miss, name)
     return Prediction(name, blocks, misses, scale=scale_of(table.meta))
+
+
+def _measure_in_model(table: LatencyTable, network: tuple, jobs: list[Any]) -> set[str]:
+    """Measure the entries of `jobs` the table lacks inside (a copy of) the model they come
+    from, as a `--context models` table was built. Adds their rows; returns their keys."""
+    import copy
+
+    from latprof.lut.in_model import measure_model, on_device
+
+    wanted = {j.key: j for j in jobs if j.key not in table.rows}
+    if not wanted:
+        return set()
+    settings, clock = _settings(table)
+    model, args, kwargs = on_device(copy.deepcopy(network[0]), *network[1:], settings)
+    units = table.meta.get("units") or []
+    rows = measure_model(model, args, kwargs, units, wanted, settings, clock)
+    for key, row in rows.items():
+        if row["status"] != "ok":
+            raise LookupMissError(f"entry {key} failed to run in its model: {row['error']}")
+        table.rows[key] = row
+    return set(rows)
