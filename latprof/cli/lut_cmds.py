@@ -396,13 +396,20 @@ def _model_estimate(todo: list[Any], plan: Any) -> list[str]:
     saves = first + (count - 1) * later
     total = seconds + saves
     said = f"{total:.2f}" if total < 10 else f"{total:.1f}"
-    return [
+    lines = [
         f"estimated build time: {said} s (an estimate; the command's start-up is not included)",
         f"  how: the entries are timed in {where} "
         f"(warm-up {s.warmup}, trials {s.trials}, each after an untimed pass); each model "
         f"was measured for real with 1 and 6 trials in {sampled:.2f} s and scaled to the "
         f"build's passes: {seconds:.2f} s, + saves {saves:.2f} s (one per model).",
     ]
+    failed = [f"{r['key']}: {r['error']}" for r in rows if r["status"] != "ok"]
+    if failed:
+        lines.append(
+            f"  {len(failed)} of {len(rows)} entries failed in these measurements (e.g. "
+            f"{failed[0]}); the build records such entries as failed"
+        )
+    return lines
 
 
 @command("merge")
@@ -443,6 +450,13 @@ def spaces_cmd(fmt: ListFormatOpt = None) -> None:
     emit_rows(describe(), fmt, "Built-in search spaces")
 
 
+MEASURED_WHERE = {
+    "networks": ", measured in context networks",
+    "models": ", measured in their models",
+    "alone": ", measured alone",
+}
+
+
 def report_lut(path: Path, by: str, fmt: str | None, out: Path | None) -> None:
     """`latprof report TABLE`: entries (--by layer) or per-op sums (--by category)."""
     from latprof.lut.table import LatencyTable, report_rows
@@ -472,10 +486,11 @@ def report_lut(path: Path, by: str, fmt: str | None, out: Path | None) -> None:
         check += "\n" + recalibrated(table.meta["recalibration"], saved=True)
     if stdout_fmt == "table":
         m = table.meta
+        where = MEASURED_WHERE.get(str(m.get("context")), "")
         console().print(
             f"[bold]{path}[/bold]  {m.get('space') or 'models'}  ·  "
             f"{m.get('device_name')}  ·  batch {m.get('batch')}  ·  {m.get('dtype')}"
-            f"  ·  {len(table)} entries\n{check}"
+            f"  ·  {len(table)} entries{where}\n{check}"
         )
         brief = ("key", "time_us_median", "time_us_iqr", "macs", "status")
         shown = rows if by == "category" else [{k: r[k] for k in brief} for r in rows]

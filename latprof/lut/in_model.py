@@ -1,11 +1,10 @@
 """Measure a layer table's entries inside the models they come from (`--context models`).
 
-Timed alone, an entry's input and weights are hot from its own previous pass; inside its
-model they are as warm as the layers before it leave them. zoo:densenet's units summed to
-7-10 % less than the network alone (docs/lookup-tables.md). Here each model runs its own
-forward passes with a timer on every entry call (the units, and the leaf layers outside
-them); an entry's sample in a pass is the mean of its calls in that pass, so the table's sum
-over a model's calls is the sum of the calls' times.
+Timed alone, an entry's input and weights are hot from its own previous pass, and ViT's
+blocks read 7.6 % higher alone than inside the model (docs/lookup-tables.md). Here each model
+runs its own forward passes with a timer on every entry call (the units, and the leaf layers
+outside them); an entry's sample in a pass is the mean of its calls in that pass, so the
+table's sum over a model's calls is the sum of the calls' times.
 """
 
 from __future__ import annotations
@@ -27,7 +26,11 @@ from latprof.measure import allocator
 from latprof.measure.clocks import Clock
 from latprof.measure.device import DTYPES, eval_mode, measuring, place
 from latprof.measure.hooks import TreeTimer
-from latprof.measure.runner import calibrate_bias, time_tree
+from latprof.measure.runner import calibrate_bias, calibrate_nesting, time_tree
+
+
+class CallsChanged(RuntimeError):
+    """The timers saw other entry calls than the model's module calls."""
 
 
 def measure_model(
@@ -39,13 +42,16 @@ def measure_model(
     settings: MeasureSettings,
     clock: Clock,
 ) -> dict[str, dict[str, Any]]:
-    """Rows for the keys of `jobs`, timed in `model`'s own forward passes (the model and its
-    inputs already on the table's device and dtype): `settings.warmup` passes, then
-    `settings.trials` timed ones (each after an untimed pass, as `profile` times). Each call
-    is credited its time less the timers' calibrated cost per call. Keys the model does not
-    call get a failed row saying so; so do all when the model fails to run."""
+    """Rows for the keys of `jobs`, timed in `model`'s own forward passes: `settings.warmup`
+    passes, then `settings.trials` timed ones (each after an untimed pass, as `profile` times).
+
+    The keys are those of the model as given; then it and its inputs are moved to the
+    settings' device and dtype, in place. Each call is credited its time less the timers'
+    calibrated cost (its own, and that of timed calls inside it). MACs and parameters are
+    counted on each entry rebuilt alone, as for a table measured alone. Keys the model does
+    not call get a failed row saying so; so do all when the model fails to run."""
     calls = entry_calls(model, args, kwargs, units)
-    keys = [c.job(settings.batch, settings.dtype).key for c in calls]
+    keys = [c.key(settings.batch, settings.dtype) for c in calls]
     rows: dict[str, dict[str, Any]] = {}
     ready: dict[str, dict[str, Any]] = {}  # ok rows waiting for their samples
     for key, job in jobs.items():
@@ -53,24 +59,22 @@ def measure_model(
         if got is None:
             rows[key] = failed_row(job, settings, "not called by its model in this build")
         elif isinstance(got, Ready):
-            ready[key] = got.row  # MACs and parameters as alone; the module is not kept
+            ready[key] = got.row  # the rebuilt module is not kept
         else:
             rows[key] = got
+    model, args, kwargs = on_device(model, args, kwargs, settings)
     try:
         with measuring(settings.device, settings.tf32, settings.cudnn_benchmark):
             allocator.steady()
             _time_calls(model, args, kwargs, calls, keys, ready, settings, clock)
     except Exception as exc:  # the model's own forward may raise anything
         why = "in its model: " + failure_reason(exc)
-        for key in ready:
-            rows[key] = failed_row(jobs[key], settings, why)
-        return {k: finish_row(v) for k, v in rows.items()}
+        ready = {key: failed_row(jobs[key], settings, why) for key in ready}
+    for key, row in ready.items():
+        if row["status"] == "ok" and not row["samples_us"]:
+            ready[key] = failed_row(jobs[key], settings, "no call of it was timed in its model")
     rows.update(ready)
     return {k: finish_row(v) for k, v in rows.items()}
-
-
-class CallsChanged(RuntimeError):
-    """The model made other entry calls in a timed pass than in its first pass."""
 
 
 def _time_calls(
@@ -85,6 +89,7 @@ def _time_calls(
 ) -> None:
     """Append each ready key's per-pass mean call time to its row's samples."""
     bias = calibrate_bias(clock, settings.device)
+    nest = calibrate_nesting(clock, settings.device)
     modules = list({id(c.module): c.module for c in calls}.values())
     index = {id(m): i for i, m in enumerate(modules)}
     expected = [index[id(c.module)] for c in calls]
@@ -94,22 +99,38 @@ def _time_calls(
         return model(*args, **kwargs)
 
     with eval_mode(model), torch.inference_mode():
-        for trial in range(-settings.warmup, settings.trials):
+        for trial in range(-settings.warmup - 1, settings.trials):
             time_tree(forward, timer)
-            outer = [(i, s, e) for i, s, e, depth, _ in timer.calls if depth == 0]
-            if [i for i, _, _ in outer] != expected:
-                raise CallsChanged(
-                    f"the model made {len(outer)} entry calls in a pass, not the same "
-                    f"{len(expected)} as in its first; use --context alone"
-                )
+            times = timer.tree_times(bias, nest)
+            outer = [
+                (i, total)
+                for (i, _, _, depth, _), (_, _, total, *_) in zip(timer.calls, times, strict=True)
+                if depth == 0
+            ]
+            _check_calls([i for i, _ in outer], expected, first=trial == -settings.warmup - 1)
             if trial < 0:
                 continue
             per_key: dict[str, list[float]] = {}
-            for key, (_, start, end) in zip(keys, outer, strict=True):
-                per_key.setdefault(key, []).append(clock.elapsed_us(start, end) - bias)
+            for key, (_, us) in zip(keys, outer, strict=True):
+                per_key.setdefault(key, []).append(us)
             for key, us in per_key.items():
                 if key in ready:
                     ready[key]["samples_us"].append(max(float(np.mean(us)), 0.0))
+
+
+def _check_calls(seen: list[int], expected: list[int], first: bool) -> None:
+    if seen == expected:
+        return
+    if first:  # the timers replace forward, so they also see child.forward(x); hooks do not
+        raise CallsChanged(
+            f"the timers saw {len(seen)} entry calls where the model's module calls were "
+            f"{len(expected)}: a layer called through .forward() directly, or a forward that "
+            "changes from pass to pass; use --context alone"
+        )
+    raise CallsChanged(
+        f"the model made {len(seen)} entry calls in a pass, not the same {len(expected)} as "
+        "in its first; use --context alone"
+    )
 
 
 def on_device(
@@ -119,6 +140,20 @@ def on_device(
     dtype = DTYPES[settings.dtype]
     model = model.to(device=settings.device, dtype=dtype)
     return model, place(args, settings.device, dtype), place(kwargs, settings.device, dtype)
+
+
+def is_on(model: nn.Module, settings: MeasureSettings) -> bool:
+    """Whether every floating-point parameter and buffer is on the settings' device and dtype
+    already (so measuring needs no copy)."""
+    device, dtype = torch.device(settings.device), DTYPES[settings.dtype]
+    tensors = [*model.parameters(), *model.buffers()]
+    return all(
+        t.dtype == dtype
+        and t.device.type == device.type
+        and (device.index is None or t.device.index == device.index)
+        for t in tensors
+        if t.is_floating_point()
+    )
 
 
 def measure(
@@ -131,8 +166,9 @@ def measure(
     load: Callable[[str], Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows for `todo`, each measured in the first model (of `model_keys`: spec -> its keys
-    in call order) that calls it, a model at a time; `on_group` gets each model's rows (to
-    save them) as soon as they are measured. `load(spec)` gives the model's LoadedModel."""
+    in call order) that calls it, a model at a time; an entry that fails in one model is
+    tried in the next that calls it. `on_group` gets each model's final rows (to save them)
+    as soon as they are known. `load(spec)` gives the model's LoadedModel."""
     if load is None:
         from latprof.loading import load_model
 
@@ -140,22 +176,29 @@ def measure(
             return load_model(spec, batch_size=settings.batch)
 
     left = {j.key: j for j in todo}
+    failed: dict[str, dict[str, Any]] = {}
+    specs = list(model_keys)
     out: list[dict[str, Any]] = []
-    for spec, keys in model_keys.items():
-        jobs = {k: left.pop(k) for k in dict.fromkeys(keys) if k in left}
-        if not jobs:
-            continue
-        try:
-            got = load(spec)
-            model, args, kwargs = on_device(got.module, got.args, got.kwargs, settings)
-            rows = measure_model(model, args, kwargs, units, jobs, settings, clock)
-        except Exception as exc:  # a model file may fail to load, or its probe pass to run
-            why = f"{spec} did not load or run: {failure_reason(exc)}"
-            rows = {k: failed_row(j, settings, why) for k, j in jobs.items()}
-        done = [rows[k] for k in jobs]
-        out += done
-        if on_group:
-            on_group(done)
+    for i, spec in enumerate(specs):
+        jobs = {k: left[k] for k in dict.fromkeys(model_keys[spec]) if k in left}
+        done: list[dict[str, Any]] = []
+        if jobs:
+            rows = _measure_spec(spec, jobs, units, settings, clock, load)
+            for key, row in rows.items():
+                if row["status"] == "ok":
+                    done.append(row)
+                    del left[key]
+                    failed.pop(key, None)
+                else:
+                    failed[key] = row
+        later = {k for s in specs[i + 1 :] for k in model_keys[s]}
+        for key in [k for k in failed if k not in later]:
+            done.append(failed.pop(key))
+            del left[key]
+        if done:
+            out += done
+            if on_group:
+                on_group(done)
     if left:
         done = [
             failed_row(j, settings, "called by none of the table's models") for j in left.values()
@@ -164,6 +207,22 @@ def measure(
         if on_group:
             on_group(done)
     return out
+
+
+def _measure_spec(
+    spec: str,
+    jobs: dict[str, Job],
+    units: Sequence[str],
+    settings: MeasureSettings,
+    clock: Clock,
+    load: Callable[[str], Any],
+) -> dict[str, dict[str, Any]]:
+    try:
+        got = load(spec)
+        return measure_model(got.module, got.args, got.kwargs, units, jobs, settings, clock)
+    except Exception as exc:  # a model file may fail to load, or its probe pass to run
+        why = f"{spec} did not load or run: {failure_reason(exc)}"
+        return {k: failed_row(j, settings, why) for k, j in jobs.items()}
 
 
 def estimate(

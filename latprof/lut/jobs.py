@@ -158,8 +158,12 @@ def layer_job(
         )
         return copy.deepcopy(clone), args
 
-    key = f"{columns['op']}|{columns['signature']}|{columns['input_shape']}|b{batch}|{dtype}"
-    return Job(key, columns, make)
+    return Job(job_key(columns, batch, dtype), columns, make)
+
+
+def job_key(columns: dict[str, Any], batch: int, dtype: str) -> str:
+    """A layer's or unit's key: op|signature|input shapes|bBATCH|DTYPE."""
+    return f"{columns['op']}|{columns['signature']}|{columns['input_shape']}|b{batch}|{dtype}"
 
 
 # ---------------------------------------------------------------------- units
@@ -293,10 +297,22 @@ def unit_job(
     as TensorSpecs (spec_of); plain values are replayed as they were. Keyed by class,
     structure digest, call and input shapes, so differently configured modules of one class
     (or one module called differently) get entries of their own."""
+    columns = unit_columns(module, args, kwargs)
+    clone = copy.deepcopy(module)
+
+    def make() -> tuple[nn.Module, tuple, dict[str, Any]]:
+        args_now, kwargs_now = rebuild((args, kwargs))
+        return copy.deepcopy(clone), args_now, kwargs_now
+
+    return Job(job_key(columns, batch, dtype), columns, make, cost)
+
+
+def unit_columns(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The descriptive columns of a unit called with `args`/`kwargs` (tensors as TensorSpecs)."""
     tensors = tensor_specs((args, kwargs))
     first = tensors[0].shape if tensors else ()
     digest, call = structure_digest(module), call_text(args, kwargs)
-    columns = {
+    return {
         "op": type(module).__name__,
         "kernel": 0,
         "stride": 0,
@@ -311,11 +327,3 @@ def unit_job(
         "signature": f"unit {digest} {call}",
         "input_shape": ",".join("x".join(map(str, t.shape)) for t in tensors),
     }
-    clone = copy.deepcopy(module)
-
-    def make() -> tuple[nn.Module, tuple, dict[str, Any]]:
-        args_now, kwargs_now = rebuild((args, kwargs))
-        return copy.deepcopy(clone), args_now, kwargs_now
-
-    key = f"{columns['op']}|{columns['signature']}|{columns['input_shape']}|b{batch}|{dtype}"
-    return Job(key, columns, make, cost)

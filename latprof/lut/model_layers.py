@@ -17,9 +17,11 @@ from latprof.lut.jobs import (
     Job,
     UnreplayableError,
     cost_proxy,
+    job_key,
     layer_columns,
     layer_job,
     spec_of,
+    unit_columns,
     unit_job,
 )
 from latprof.measure.device import eval_mode
@@ -42,6 +44,12 @@ class Call:
     args: tuple | None = None
     kwargs: dict[str, Any] | None = None
     inner: list[tuple[nn.Module, Shapes]] = field(default_factory=list)
+
+    def key(self, batch: int, dtype: str) -> str:
+        """The call's entry key, without building its job (a job copies its module)."""
+        if self.args is None:
+            return job_key(layer_columns(self.module, self.shapes), batch, dtype)
+        return job_key(unit_columns(self.module, self.args, self.kwargs or {}), batch, dtype)
 
     def job(self, batch: int, dtype: str) -> Job:
         """The call's table entry: a leaf layer's job, or a unit's."""

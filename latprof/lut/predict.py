@@ -268,39 +268,53 @@ def predict_model(
     batch, dtype = int(table.meta["batch"]), str(table.meta["dtype"])
     names = {id(m): n or ROOT_NAME for n, m in module.named_modules()}
     calls = entry_calls(module, args, kwargs, table.meta.get("units") or [])
-    jobs = [call.job(batch, dtype) for call in calls]
+    keys = [call.key(batch, dtype) for call in calls]
     in_model = table.meta.get("context") == "models"
     now: set[str] = set()
     if on_miss == "measure" and in_model:
-        now = _measure_in_model(table, (module, args, kwargs), jobs)
+        missing = {k: c for k, c in zip(keys, calls, strict=True) if k not in table.rows}
+        if missing:
+            jobs = {k: c.job(batch, dtype) for k, c in missing.items()}
+            now = _measure_in_model(table, (module, args, kwargs), jobs, name)
     blocks = []
     misses = []
-    for call, job in zip(calls, jobs, strict=True):
-        alone = None if in_model else (lambda j=job: _measure_jobs(table, [j]))
-        t, source, macs = _lookup(table, job.key, on_miss, alone)
+    for call, key in zip(calls, keys, strict=True):
+        alone = None if in_model else (lambda c=call: _measure_jobs(table, [c.job(batch, dtype)]))
+        t, source, macs = _lookup(table, key, on_miss, alone)
         if t is None:
-            misses.append(job.key)
-        elif job.key in now:
+            misses.append(key)
+        elif key in now:
             source = "measured-now"
-        blocks.append(BlockTime(names.get(id(call.module), "?"), job.key, t, source, macs))
+        blocks.append(BlockTime(names.get(id(call.module), "?"), key, t, source, macs))
     _raise_misses(misses, on_miss, name)
     return Prediction(name, blocks, misses, scale=scale_of(table.meta))
 
 
-def _measure_in_model(table: LatencyTable, network: tuple, jobs: list[Any]) -> set[str]:
-    """Measure the entries of `jobs` the table lacks inside (a copy of) the model they come
-    from, as a `--context models` table was built. Adds their rows; returns their keys."""
+def _measure_in_model(
+    table: LatencyTable, network: tuple, jobs: dict[str, Any], name: str
+) -> set[str]:
+    """Measure `jobs` (entries the table lacks) inside the model they come from, as a
+    `--context models` table was built: in the model itself when it is on the table's
+    device and dtype already (eval mode and no autograd leave it as it was), else in a
+    copy. Adds their rows; returns their keys."""
     import copy
 
-    from latprof.lut.in_model import measure_model, on_device
+    from latprof.lut.in_model import is_on, measure_model
 
-    wanted = {j.key: j for j in jobs if j.key not in table.rows}
-    if not wanted:
-        return set()
     settings, clock = _settings(table)
-    model, args, kwargs = on_device(copy.deepcopy(network[0]), *network[1:], settings)
+    model, args, kwargs = network
+    if not is_on(model, settings):
+        try:
+            model = copy.deepcopy(model)
+        except Exception as exc:  # a model may hold what cannot be copied (locks, handles)
+            raise LookupMissError(
+                f"{name} cannot be copied to measure its {len(jobs)} missing entries on the "
+                f"table's device and dtype ({settings.device}, {settings.dtype}): "
+                f"{type(exc).__name__}: {exc}; pass the model on them, or add the entries "
+                "with latprof build-lut --models ... --resume"
+            ) from None
     units = table.meta.get("units") or []
-    rows = measure_model(model, args, kwargs, units, wanted, settings, clock)
+    rows = measure_model(model, args, kwargs, units, jobs, settings, clock)
     for key, row in rows.items():
         if row["status"] != "ok":
             raise LookupMissError(f"entry {key} failed to run in its model: {row['error']}")
