@@ -169,7 +169,9 @@ def test_predict_a_model_with_a_layer_table(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     df = pd.read_csv(io.StringIO(result.stdout))
     assert set(df["source"]) == {"measured"} and len(df) == 4
-    assert "measured end to end" in result.stderr and "not in any leaf layer" in result.stderr
+    assert "measured end to end" in result.stderr
+    # which of the two depends on the machine: entries timed alone may read above the network
+    assert "not in any leaf layer" in result.stderr or "more than the network took" in result.stderr
 
 
 def test_predict_allow_mismatch_lets_a_mismatched_table_through(

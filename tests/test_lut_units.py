@@ -239,16 +239,32 @@ def test_dry_run_shows_the_units(tmp_path: Path, models: tuple[str, str]) -> Non
     assert not (tmp_path / "t.parquet").exists()
 
 
-def test_predict_walks_the_tables_units(tmp_path: Path, models: tuple[str, str]) -> None:
+def test_predict_walks_the_tables_units(
+    tmp_path: Path, models: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
     blocks = models[0]
     out = tmp_path / "t.parquet"
     built = invoke("build-lut", "--models", blocks, "--unit", "Block", *FAST, "-o", str(out))
     assert built.exit_code == 0, built.output
-    result = invoke("predict", blocks, "--lut", str(out), "--format", "csv")
-    assert result.exit_code == 0, result.output
-    rows = result.stdout.strip().splitlines()[1:]
-    assert [r.split(",")[0] for r in rows] == ["stem", "b1", "b2", "b3", "flat"]
-    assert "is not in any leaf layer or unit (Block): residual adds" in result.stderr
+    total = sum(
+        r["time_us_p10"] for r in LatencyTable.load(out).rows.values() if r["op"] == "Block"
+    )
+    said = {}
+    for whole in (1e6, total / 2):  # the network took far longer; less than the units
+        monkeypatch.setattr(
+            "latprof.lut.validate.measure_end_to_end",
+            lambda *a, whole=whole, **k: (SimpleNamespace(p10=whole), None),
+        )
+        result = invoke("predict", blocks, "--lut", str(out), "--format", "csv")
+        assert result.exit_code == 0, result.output
+        rows = result.stdout.strip().splitlines()[1:]
+        assert [r.split(",")[0] for r in rows] == ["stem", "b1", "b2", "b3", "flat"]
+        said[whole] = result.stderr
+    assert "%) is not in any leaf layer or unit (Block): residual adds" in said[1e6]
+    assert "so the entries sum to " in said[total / 2]
+    assert "more than the network took" in said[total / 2]
 
 
 def test_unreplayable_argument_is_a_usage_error() -> None:

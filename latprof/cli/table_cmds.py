@@ -283,9 +283,12 @@ def _predict_line(table: Any, target: str, pred: Any, network: Any, differs: boo
         if differs
         else ""
     )
+    said = f"; measured end to end {whole:,.1f} µs ({table.statistic}{built}), so "
+    if gap >= 0:
+        return line + f"{said}{gap:,.1f} µs ({100 * gap / whole:.1f} %) is not in any {where}"
     return line + (
-        f"; measured end to end {whole:,.1f} µs ({table.statistic}{built}), so {gap:,.1f} µs "
-        f"({100 * gap / whole:.1f} %) is not in any {where}"
+        f"{said}the entries sum to {-gap:,.1f} µs ({-100 * gap / whole:.1f} %) more than the "
+        "network took: they ran slower where the table measured them than in it"
     )
 
 
@@ -364,9 +367,10 @@ def _summaries(table: Any, rows: list[dict[str, Any]], info: dict[str, Any] | No
         tau = "n/a" if s["kendall_tau"] != s["kendall_tau"] else f"{s['kendall_tau']:.2f}"
         msg = (
             f"{population}: median |error| {s['median_abs_error_pct']:.1f} %, max "
-            f"{s['max_abs_error_pct']:.1f} %, Kendall τ {tau} over {s['n']} architectures (on "
-            f"the {table.statistic} of the passes; {m.get('device_name')}, batch "
-            f"{m.get('batch')}, {m.get('threads')} threads)"
+            f"{s['max_abs_error_pct']:.1f} %, Kendall τ {tau} over {s['n']} "
+            f"architecture{'' if s['n'] == 1 else 's'} (on the {table.statistic} of the passes; "
+            f"{m.get('device_name')}, batch {m.get('batch')}, {m.get('threads')} "
+            f"thread{'' if m.get('threads') == 1 else 's'})"
         )
         console().print(msg) if sys.stdout.isatty() else typer.echo(msg, err=True)
         own = ceiling_line(s, s["n"])

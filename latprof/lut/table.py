@@ -378,7 +378,12 @@ def describe(check: dict[str, Any] | None) -> str:
         return f"self-check: no {check.get('population')} architecture could be predicted"
     tau = check.get("kendall_tau")
     seed = f", seed {check['seed']}" if check.get("seed") is not None else ""
-    what = "models" if check["population"] == "models" else f"{check['population']} architectures"
+    one = check["k"] == 1
+    what = (
+        ("model" if one else "models")
+        if check["population"] == "models"
+        else f"{check['population']} architecture{'' if one else 's'}"
+    )
     own, ceiling = check.get("split_half_tau"), check.get("tau_ceiling")
     repeat = (
         f"; the measurement against itself (even vs odd rounds): τ {own:.2f}, the halves "
