@@ -172,8 +172,11 @@ def cnn_unchanged() -> None:
         )
 
 
-def plain_cost(model: nn.Module, bare: nn.Module, x: torch.Tensor, clock) -> tuple[float, float]:
-    """Median over 400 pairs of plain passes of (model - bare), and bare's median (µs)."""
+def plain_cost(
+    model: nn.Module, bare: nn.Module, x: torch.Tensor, clock
+) -> tuple[float, float, float]:
+    """Median and mean over 400 pairs of plain passes of (model - bare), and bare's median
+    (µs)."""
     from latprof.measure.runner import time_plain
 
     diffs, bares = [], []
@@ -184,7 +187,7 @@ def plain_cost(model: nn.Module, bare: nn.Module, x: torch.Tensor, clock) -> tup
             b = time_plain(lambda: bare(x), clock, settle=True)
             diffs.append(time_plain(lambda: model(x), clock, settle=True) - b)
             bares.append(b)
-    return statistics.median(diffs), statistics.median(bares)
+    return statistics.median(diffs), statistics.mean(diffs), statistics.median(bares)
 
 
 def known_self_times() -> None:
@@ -192,7 +195,7 @@ def known_self_times() -> None:
 
     print("\n4. self times of wrappers around 24 convolutions against their plain cost")
     print(
-        "   depth  plain µs/wrapper  self (reported)  self with nn.Identity's nest  "
+        "   depth  plain µs/wrapper  self (reported)  self (median)  self with nn.Identity's nest  "
         "nest Identity / subtracted µs  conv leaf / plain"
     )
     clock = clock_for("cpu")
@@ -200,7 +203,9 @@ def known_self_times() -> None:
     torch.manual_seed(0)
     convs = [nn.Conv2d(16, 16, 3, padding=1) for _ in range(24)]
     bare = nn.Sequential(*convs).eval()
-    errors: dict[str, list[float]] = {"reported": [], "identity": []}
+    errors: dict[str, list[float]] = {
+        "reported": [], "mean to mean": [], "median": [], "identity": []
+    }  # fmt: skip
     for depth in (1, 2, 4):
         wrapped = []
         for conv in convs:
@@ -209,23 +214,30 @@ def known_self_times() -> None:
                 block = Wrap(block)
             wrapped.append(block)
         model = nn.Sequential(*wrapped).eval()
-        true, bare_us = plain_cost(model, bare, x, clock)
+        true, true_mean, bare_us = plain_cost(model, bare, x, clock)
         true /= 24 * depth
+        true_mean /= 24 * depth
         prof = profile(model, (x,), trials=200)
         wraps = [m for m in prof.modules if m.category == "Wrap"]
         self_us = sum(m.stats.mean for m in wraps) / len(wraps)
+        # the same per-trial self times, by their median: the reference is a median too
+        self_median = sum(m.stats.median for m in wraps) / len(wraps)
         identity = prof.nest_identity_us  # always set by profile()
         with_identity = self_us + (prof.nest_us - identity)  # each wrapper has one child
         conv_us = sum(r.stats.mean for r in prof.layers) / bare_us
         print(
-            f"   {depth:5d}  {true:16.2f}  {self_us:15.2f}  {with_identity:28.2f}  "
-            f"{identity:.2f} / {prof.nest_us:.2f}  {conv_us:22.3f}"
+            f"   {depth:5d}  {true:16.2f}  {self_us:15.2f}  {self_median:13.2f}  "
+            f"{with_identity:28.2f}  {identity:.2f} / {prof.nest_us:.2f}  {conv_us:22.3f}"
         )
         errors["reported"].append(self_us - true)
+        errors["mean to mean"].append(self_us - true_mean)
+        errors["median"].append(self_median - true)
         errors["identity"].append(with_identity - true)
     print(
         "   self - plain per wrapper, mean over depths: reported "
-        f"{statistics.mean(errors['reported']):+.2f} µs, with nn.Identity's nest "
+        f"{statistics.mean(errors['reported']):+.2f} µs (against the plain cost's mean "
+        f"{statistics.mean(errors['mean to mean']):+.2f}), by trials' median "
+        f"{statistics.mean(errors['median']):+.2f} µs, with nn.Identity's nest "
         f"{statistics.mean(errors['identity']):+.2f} µs"
     )
 
