@@ -128,7 +128,11 @@ def test_the_model_is_left_as_found_and_its_calls_must_not_change() -> None:
     before = snapshot(skips)
     rows = in_model.measure_model(skips, (x,), {}, [], jobs_of(skips, x, []), SETTINGS, clock)  # type: ignore[arg-type]
     assert {r["status"] for r in rows.values()} == {"failed"}
-    assert all("not the same 3 as in its first" in r["error"] for r in rows.values())
+    assert all(
+        "in its model: CallsChanged: the model made 2 entry calls in a pass, not the same 3 as "
+        "in its first; use --context alone" in r["error"]
+        for r in rows.values()
+    )
     assert_untouched(skips, *before)
 
 
@@ -249,10 +253,11 @@ def test_a_layer_called_through_forward_fails_its_model_naming_it() -> None:
     model, x = Direct(clock), torch.zeros(1, 2)
     rows = in_model.measure_model(model, (x,), {}, [], jobs_of(model, x, []), SETTINGS, clock)  # type: ignore[arg-type]
     errors = {r["error"] for r in rows.values()}
-    assert (
-        len(errors) == 1
-        and "saw 3 entry calls where the model's module calls were 2" in errors.pop()
-    )
+    assert errors == {
+        "in its model: CallsChanged: the timers saw 3 entry calls where the model's module calls "
+        "were 2: a layer called through .forward() directly, or a forward that changes from pass "
+        "to pass; use --context alone"
+    }
 
 
 def test_timers_inside_a_unit_are_subtracted_from_it() -> None:
@@ -307,7 +312,8 @@ def test_an_entry_failing_in_one_model_is_tried_in_the_next() -> None:
     alone = in_model.measure(
         list(jobs.values())[:1], {"broken": keys[:1]}, ["Block"], SETTINGS, clock, load=load
     )
-    assert alone[0]["status"] == "failed" and "broken did not load or run" in alone[0]["error"]
+    assert alone[0]["status"] == "failed"
+    assert alone[0]["error"] == "broken did not load or run: RuntimeError: no such model"
 
 
 def test_estimate_measures_each_model_once_with_the_rows_it_got(
@@ -390,8 +396,13 @@ def test_units_in_bfloat16_and_misses_measured_in_the_model_or_a_copy(tmp_path: 
         unit = next(k for k, r in table.rows.items() if r["op"] == "Block")
         del table.rows[unit]
         if dtype == "bfloat16":  # needs a copy in bfloat16, and a lock cannot be copied
-            with pytest.raises(LookupMissError, match="cannot be copied to measure its 1 missing"):
+            with pytest.raises(LookupMissError) as caught:
                 predict_model(table, "locked", got.module, got.args, got.kwargs, on_miss="measure")
+            assert str(caught.value) == (
+                "locked cannot be copied to measure its 1 missing entries on the table's device "
+                "and dtype (cpu, bfloat16): TypeError: cannot pickle '_thread.lock' object; pass "
+                "the model on them, or add the entries with latprof build-lut --models ... --resume"
+            )
             continue
         pred = predict_model(table, "locked", got.module, got.args, got.kwargs, on_miss="measure")
         assert [b.source for b in pred.blocks] == ["measured-now", "measured-now", "measured"]
@@ -417,6 +428,7 @@ def test_predict_measures_in_a_bfloat16_copy_and_the_dry_run_names_failures(
     pred = predict_model(table, "zoo:cnn", got.module, got.args, got.kwargs, on_miss="measure")
     assert [b.source for b in pred.blocks if b.key == gone] == ["measured-now"]
     assert next(got.module.parameters()).dtype == torch.float32  # a copy was cast, not it
+    assert table.rows[gone]["key"] == gone and table.rows[gone]["dtype"] == "bfloat16"
     spec = tmp_path / "plain.py"
     spec.write_text(
         "import torch\nfrom torch import nn\n\n\nclass Scale(nn.Module):\n"
@@ -432,3 +444,166 @@ def test_predict_measures_in_a_bfloat16_copy_and_the_dry_run_names_failures(
     )  # fmt: skip
     assert dry.exit_code == 0, dry.output
     assert "1 of 2 entries failed in these measurements (e.g. Scale|" in dry.output
+
+
+def test_keys_not_called_and_models_failing_mid_pass_fail_with_the_reason() -> None:
+    clock = FakeClock()
+    model, x = Net(clock), torch.zeros(1, 2)
+    other = Net(clock)
+    other.last.ns = 7000
+    stranger = next(j for j in jobs_of(other, x, []).values() if "7000" in j.key)
+    jobs = {**jobs_of(model, x, []), stranger.key: stranger}
+    rows = in_model.measure_model(model, (x,), {}, [], jobs, SETTINGS, clock)  # type: ignore[arg-type]
+    assert rows[stranger.key]["status"] == "failed"
+    assert rows[stranger.key]["error"] == "not called by its model in this build"
+    assert rows[stranger.key]["key"] == stranger.key and rows[stranger.key]["batch"] == 1
+    assert {r["status"] for k, r in rows.items() if k != stranger.key} == {"ok"}
+
+    class Breaks(Net):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.passes += 1
+            if self.passes > 5:
+                raise ValueError("out of range")
+            return super().forward(x)
+
+    breaks = Breaks(clock)
+    rows = in_model.measure_model(breaks, (x,), {}, [], jobs_of(breaks, x, []), SETTINGS, clock)  # type: ignore[arg-type]
+    assert {r["error"] for r in rows.values()} == {"in its model: ValueError: out of range"}
+    # an entry no model of the table calls
+    saved: list[list[dict]] = []
+    loaded = SimpleNamespace(module=model, args=(x,), kwargs={})
+    got = in_model.measure(
+        [stranger], {"m": list(jobs_of(model, x, []))}, [], SETTINGS, clock,
+        on_group=saved.append, load=lambda spec: loaded,
+    )  # fmt: skip
+    assert [r["error"] for r in got] == ["called by none of the table's models"]
+    assert saved == [got] and got[0]["key"] == stranger.key and got[0]["batch"] == 1
+    own = list(jobs_of(model, x, []).values())
+    got = in_model.measure(
+        [*own, stranger], {"m": [j.key for j in own]}, [], SETTINGS, clock, load=lambda s: loaded
+    )
+    assert [r["status"] for r in got] == ["ok"] * len(own) + ["failed"]
+
+
+def test_no_trials_give_no_ok_row() -> None:
+    clock = FakeClock()
+    model, x = Net(clock), torch.zeros(1, 2)
+    none = MeasureSettings(warmup=0, trials=0)
+    rows = in_model.measure_model(model, (x,), {}, [], jobs_of(model, x, []), none, clock)  # type: ignore[arg-type]
+    assert {r["error"] for r in rows.values()} == {"no call of it was timed in its model"}
+    assert all(r["batch"] == 1 and r["key"] in rows for r in rows.values())
+
+
+class Keyed(nn.Module):
+    """Takes its second tensor as a keyword-only argument."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor, *, shift: torch.Tensor) -> torch.Tensor:
+        return self.head(self.fc(x) + self.fc(shift))
+
+
+def test_keyword_inputs_are_passed_and_cast_with_the_model() -> None:
+    from latprof.measure.clocks import CpuClock
+
+    model, x, shift = Keyed(), torch.randn(1, 4), torch.randn(1, 4)
+    settings = MeasureSettings(warmup=1, trials=2, dtype="bfloat16")
+    calls = entry_calls(model, (x,), {"shift": shift}, [])
+    jobs = {c.key(1, "bfloat16"): c.job(1, "bfloat16") for c in calls}
+    rows = in_model.measure_model(model, (x,), {"shift": shift}, [], jobs, settings, CpuClock())
+    assert {(r["status"], r["n"]) for r in rows.values()} == {("ok", 2)}, rows
+    # the build's own model is moved in place (predict passes a copy)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+
+
+def test_the_default_loader_builds_the_models_at_the_settings_batch() -> None:
+    from latprof.lut.plan import plan_build
+    from latprof.measure.clocks import CpuClock
+
+    plan = plan_build(models=["zoo:cnn"], batch=2, context="models", warmup=1, trials=2)
+    rows = in_model.measure(plan.jobs, plan.meta["model_keys"], [], plan.settings, CpuClock())
+    assert {(r["status"], r["batch"]) for r in rows} == {("ok", 2)}
+    assert all(r["input_shape"].startswith("2x") for r in rows)
+
+
+def test_estimate_scales_the_difference_of_one_and_six_trials_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    runs: list[tuple[str, int, int]] = []
+
+    def fake_measure(todo, model_keys, units, settings, clock):  # type: ignore[no-untyped-def]
+        (spec,) = model_keys
+        cold = 50.0 if not runs else 0.0  # the first measurement runs cold
+        runs.append((spec, settings.warmup, settings.trials))
+        now[0] += cold + 0.6 + 0.5 * settings.trials + 7.0 * settings.warmup
+        return [{"key": j.key, "status": "ok"} for j in todo]
+
+    monkeypatch.setattr(in_model, "measure", fake_measure)
+    monkeypatch.setattr(in_model.time, "perf_counter", lambda: now[0])
+    jobs = {k: SimpleNamespace(key=k) for k in ("a", "b", "c")}
+    keys = {"done": ["x"], "m1": ["a", "b"], "m2": ["b", "c"]}  # "done" holds nothing to do
+    count, seconds, spent, rows = in_model.estimate(
+        list(jobs.values()),
+        keys,
+        [],
+        MeasureSettings(warmup=10, trials=20),
+        FakeClock(),  # type: ignore[arg-type]
+    )
+    assert runs == [
+        ("m1", 0, 1),
+        ("m1", 0, 1),
+        ("m1", 0, 6),
+        ("m2", 0, 1),
+        ("m2", 0, 1),
+        ("m2", 0, 6),
+    ]
+    # per model: 0.6 s fixed + 0.5 s a pass, scaled to 10 + 20 passes
+    assert count == 2 and seconds == pytest.approx(2 * (0.6 + 0.5 * 30))
+    assert spent == pytest.approx(50.0 + 2 * (3 * 0.6 + 0.5 * (1 + 1 + 6)))
+    assert [r["key"] for r in rows] == ["a", "b", "c"]
+
+
+def test_a_miss_that_fails_in_its_model_raises_and_the_table_scale_applies() -> None:
+    from latprof.errors import LookupMissError
+    from latprof.lut.predict import predict_model
+
+    meta = {
+        "kind": "lut", "source": "models", "context": "models", "units": [], "batch": 1,
+        "dtype": "float32", "device": "cpu", "warmup": 1, "trials": 3, "statistic": "p10",
+    }  # fmt: skip
+    clock = FakeClock()
+
+    class Breaks(Net):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.passes += 1
+            if self.passes > 4:
+                raise ValueError("out of range")
+            return super().forward(x)
+
+    model, x = Breaks(clock), torch.zeros(1, 2)
+    with pytest.raises(LookupMissError, match=r"failed to run in its model: in its model: ValueE"):
+        predict_model(LatencyTable(dict(meta)), "breaks", model, (x,), {}, on_miss="measure")
+    table = LatencyTable({**meta, "recalibration": {"factor": 1.25}})
+    pred = predict_model(table, "net", Net(clock), (x,), {}, on_miss="measure")
+    assert pred.scale == 1.25 and {b.source for b in pred.blocks} == {"measured-now"}
+
+
+def test_misses_of_a_table_measured_alone_are_keyed_as_the_table(tmp_path: Path) -> None:
+    from latprof.loading import load_model
+    from latprof.lut.predict import predict_model
+
+    out = tmp_path / "t.parquet"
+    args = ["build-lut", "--models", "zoo:cnn", "--batch-size", "2", "-o", str(out)]
+    fast = ["--warmup", "1", "--trials", "3", "--threads", "1", "--self-check", "0"]
+    assert runner.invoke(app, [*args, *fast]).exit_code == 0
+    table = LatencyTable.load(out)
+    gone = sorted(table.rows)[0]
+    del table.rows[gone]
+    got = load_model("zoo:cnn", batch_size=2)
+    pred = predict_model(table, "zoo:cnn", got.module, got.args, got.kwargs, on_miss="measure")
+    assert [b.source for b in pred.blocks if b.key == gone] == ["measured-now"]
+    assert table.rows[gone]["key"] == gone and table.rows[gone]["batch"] == 2
