@@ -106,6 +106,18 @@ def plan(gpus: int, folder: Path) -> list[tuple[str, list[str], int]]:
                 120,
             )
         )
+    vit = str(folder / "vit-units-in-model-cuda-b32.parquet")
+    steps += [
+        (  # a layer table timed inside its model on the GPU (--context models)
+            "build-lut vit units in model",
+            [
+                *LATPROF, "build-lut", "--models", "zoo:vit", "--unit", "EncoderBlock",
+                "--context", "models", "--device", "cuda", "--self-check", "0", "-o", vit,
+            ],
+            35,
+        ),
+        ("predict vit", [*LATPROF, "predict", "zoo:vit", "--lut", vit, "--format", "csv"], 20),
+    ]  # fmt: skip
     steps += [
         (
             "build-lut tfnas archs b32",

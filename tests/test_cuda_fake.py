@@ -149,3 +149,23 @@ def test_calibration_passes_do_not_count_towards_the_launch_bound_notice() -> No
     prof = profile(model, (torch.zeros(1),), config=ProfileConfig(warmup=2, trials=4), clock=busy)
     assert busy.passes > 69 and busy.launch_bound >= 69  # the calibrations were counted
     assert "launch-bound" not in {n.kind for n in prof.notices}
+
+
+def test_entries_timed_in_their_model_read_events_after_each_pass_synchronises() -> None:
+    from latprof.lut import in_model
+    from latprof.lut.model_layers import entry_calls
+    from tests.test_in_model import Net
+
+    clock, fake, cuda = cuda_clock("cuda:1", current=0)
+    model, x = Net(clock), torch.zeros(1, 2)
+    jobs = {
+        c.key(1, "float32"): c.job(1, "float32") for c in entry_calls(model, (x,), {}, ["Block"])
+    }
+    settings = MeasureSettings(device="cpu", warmup=1, trials=3)
+    rows = in_model.measure_model(model, (x,), {}, ["Block"], jobs, settings, cuda)
+    # the fake raises if an event is read before its pass synchronised; then exact times
+    assert {r["op"]: r["samples_us"] for r in rows.values() if r["op"] == "Block"} == {
+        "Block": [2.5, 2.5, 2.5]
+    }
+    assert sorted(r["samples_us"][0] for r in rows.values() if r["op"] == "Wait") == [1.0, 3.0]
+    assert fake.devices() == {1} and fake.syncs >= cuda.passes

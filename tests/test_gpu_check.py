@@ -24,7 +24,9 @@ def test_plan_covers_every_gpu_the_tf32_pair_and_the_table_check() -> None:
     assert "profile tfnas-a tf32 on" in names and "profile tfnas-a tf32 off" in names
     tree = next(line for line in lines if line.startswith("module tree zoo:vit"))
     assert "--by module" in tree and "--device cuda" in tree
-    build = next(line for line in lines if line.startswith("build-lut"))
+    units = next(line for line in lines if line.startswith("build-lut vit units in model"))
+    assert "--context models --device cuda" in units and "predict vit" in names
+    build = next(line for line in lines if line.startswith("build-lut tfnas"))
     assert "--device cuda" in build and "--archs zoo:tfnas-a" in build
     random = next(line for line in lines if line.startswith("validate 20 random"))
     assert "--samples 20" in random and "--exact" in random
