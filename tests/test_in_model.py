@@ -25,6 +25,22 @@ SETTINGS = MeasureSettings(warmup=2, trials=4)
 runner = CliRunner()
 
 
+FAST = ["--warmup", "1", "--trials", "3", "--threads", "1", "--self-check", "0"]
+
+
+def cnn_table_missing_one(tmp_path: Path, *options: str) -> tuple[LatencyTable, str]:
+    """A zoo:cnn layer table built with `options`, loaded, with its first entry removed."""
+    out = tmp_path / "t.parquet"
+    built = runner.invoke(
+        app, ["build-lut", "--models", "zoo:cnn", *options, "-o", str(out), *FAST]
+    )
+    assert built.exit_code == 0, built.output
+    table = LatencyTable.load(out)
+    gone = sorted(table.rows)[0]
+    del table.rows[gone]
+    return table, gone
+
+
 class Wait(Work):
     """A leaf of `ns` fake nanoseconds whose key names them."""
 
@@ -172,16 +188,15 @@ def test_measure_takes_each_key_from_the_first_model_and_saves_per_model() -> No
 def test_build_in_models_resumes_and_the_cli_refuses_wrong_contexts(tmp_path: Path) -> None:
     out = tmp_path / "t.parquet"
     args = ["build-lut", "--models", "zoo:cnn", "--context", "models", "-o", str(out)]
-    fast = ["--warmup", "1", "--trials", "3", "--threads", "1", "--self-check", "0"]
-    first = runner.invoke(app, [*args, *fast])
+    first = runner.invoke(app, [*args, *FAST])
     assert first.exit_code == 0, first.output
     table = LatencyTable.load(out)
     assert table.meta["context"] == "models"
     assert all(r["status"] == "ok" and r["n"] == 3 for r in table.rows.values())
-    again = runner.invoke(app, [*args, *fast, "--resume"])
+    again = runner.invoke(app, [*args, *FAST, "--resume"])
     assert again.exit_code == 0 and "0 measured" in again.output
     alone = tmp_path / "alone.parquet"
-    assert runner.invoke(app, [*args[:-3], "alone", "-o", str(alone), *fast]).exit_code == 0
+    assert runner.invoke(app, [*args[:-3], "alone", "-o", str(alone), *FAST]).exit_code == 0
     counted = {k: (r["macs"], r["params"]) for k, r in LatencyTable.load(alone).rows.items()}
     assert {k: (r["macs"], r["params"]) for k, r in table.rows.items()} == counted
     with pytest.raises(UsageError, match="--context models"):
@@ -217,13 +232,7 @@ def test_predict_measures_a_miss_inside_the_model_untouched(tmp_path: Path) -> N
     from latprof.loading import load_model
     from latprof.lut.predict import predict_model
 
-    out = tmp_path / "t.parquet"
-    args = ["build-lut", "--models", "zoo:cnn", "--context", "models", "-o", str(out)]
-    fast = ["--warmup", "1", "--trials", "3", "--threads", "1", "--self-check", "0"]
-    assert runner.invoke(app, [*args, *fast]).exit_code == 0
-    table = LatencyTable.load(out)
-    gone = sorted(table.rows)[0]
-    del table.rows[gone]
+    table, gone = cnn_table_missing_one(tmp_path, "--context", "models")
     got = load_model("zoo:cnn", batch_size=1)
     model = got.module.train()
     keys, flags = snapshot(model)
@@ -378,12 +387,11 @@ def test_units_in_bfloat16_and_misses_measured_in_the_model_or_a_copy(tmp_path: 
 
     spec = tmp_path / "locked.py"
     spec.write_text(LOCKED)
-    fast = ["--warmup", "1", "--trials", "3", "--threads", "1", "--self-check", "0"]
     tables = {}
     for dtype in ("float32", "bfloat16"):
         tables[dtype] = out = tmp_path / f"{dtype}.parquet"
         args = ["build-lut", "--models", str(spec), "--unit", "Block", "--context", "models"]
-        done = runner.invoke(app, [*args, "--dtype", dtype, "-o", str(out), *fast])
+        done = runner.invoke(app, [*args, "--dtype", dtype, "-o", str(out), *FAST])
         assert done.exit_code == 0, done.output
         rows = LatencyTable.load(out).rows
         # the unit's key holds its parameters' dtypes: taken before the model is cast
@@ -417,13 +425,7 @@ def test_predict_measures_in_a_bfloat16_copy_and_the_dry_run_names_failures(
     from latprof.loading import load_model
     from latprof.lut.predict import predict_model
 
-    out = tmp_path / "t.parquet"
-    args = ["build-lut", "--models", "zoo:cnn", "--context", "models", "--dtype", "bfloat16"]
-    fast = ["--warmup", "1", "--trials", "3", "--threads", "1", "--self-check", "0"]
-    assert runner.invoke(app, [*args, "-o", str(out), *fast]).exit_code == 0
-    table = LatencyTable.load(out)
-    gone = sorted(table.rows)[0]
-    del table.rows[gone]
+    table, gone = cnn_table_missing_one(tmp_path, "--context", "models", "--dtype", "bfloat16")
     got = load_model("zoo:cnn", batch_size=1)
     pred = predict_model(table, "zoo:cnn", got.module, got.args, got.kwargs, on_miss="measure")
     assert [b.source for b in pred.blocks if b.key == gone] == ["measured-now"]
@@ -439,7 +441,7 @@ def test_predict_measures_in_a_bfloat16_copy_and_the_dry_run_names_failures(
         "model = Net()\ninput_shape = (1, 8)\n"
     )
     dry = runner.invoke(
-        app, ["build-lut", "--models", str(spec), "--context", "models", "--dry-run", *fast,
+        app, ["build-lut", "--models", str(spec), "--context", "models", "--dry-run", *FAST,
               "-o", str(tmp_path / "d.parquet")],
     )  # fmt: skip
     assert dry.exit_code == 0, dry.output
@@ -596,13 +598,7 @@ def test_misses_of_a_table_measured_alone_are_keyed_as_the_table(tmp_path: Path)
     from latprof.loading import load_model
     from latprof.lut.predict import predict_model
 
-    out = tmp_path / "t.parquet"
-    args = ["build-lut", "--models", "zoo:cnn", "--batch-size", "2", "-o", str(out)]
-    fast = ["--warmup", "1", "--trials", "3", "--threads", "1", "--self-check", "0"]
-    assert runner.invoke(app, [*args, *fast]).exit_code == 0
-    table = LatencyTable.load(out)
-    gone = sorted(table.rows)[0]
-    del table.rows[gone]
+    table, gone = cnn_table_missing_one(tmp_path, "--batch-size", "2")
     got = load_model("zoo:cnn", batch_size=2)
     pred = predict_model(table, "zoo:cnn", got.module, got.args, got.kwargs, on_miss="measure")
     assert [b.source for b in pred.blocks if b.key == gone] == ["measured-now"]
