@@ -605,8 +605,10 @@ def test_misses_of_a_table_measured_alone_are_keyed_as_the_table(tmp_path: Path)
     assert table.rows[gone]["key"] == gone and table.rows[gone]["batch"] == 2
 
 
-def test_is_on_checks_every_tensor_device_and_the_floating_ones_dtype() -> None:
+def test_already_on_checks_every_tensor_device_and_the_floating_ones_dtype() -> None:
+    from latprof.measure.device import already_on
+
     model = nn.BatchNorm1d(4)  # an integer buffer (num_batches_tracked) beside float ones
-    assert in_model.is_on(model, MeasureSettings(dtype="float32"))
-    assert not in_model.is_on(model, MeasureSettings(dtype="bfloat16"))
-    assert not in_model.is_on(model.to("meta"), MeasureSettings(dtype="float32"))
+    assert already_on(model, "cpu", torch.float32)
+    assert not already_on(model, "cpu", torch.bfloat16)
+    assert not already_on(model.to("meta"), "cpu", torch.float32)

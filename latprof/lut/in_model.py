@@ -143,23 +143,6 @@ def on_device(
     return model, place(args, settings.device, dtype), place(kwargs, settings.device, dtype)
 
 
-def is_on(model: nn.Module, settings: MeasureSettings) -> bool:
-    """Whether every parameter and buffer is on the settings' device (an index-less "cuda":
-    the current one) and every floating-point one in its dtype already (so measuring needs
-    no copy)."""
-    device, dtype = torch.device(settings.device), DTYPES[settings.dtype]
-    index = device.index
-    if index is None and device.type == "cuda":  # "cuda" is the current device
-        index = torch.cuda.current_device()
-    tensors = [*model.parameters(), *model.buffers()]
-    return all(
-        t.device.type == device.type
-        and t.device.index == index
-        and (t.dtype == dtype or not t.is_floating_point())
-        for t in tensors
-    )
-
-
 def measure(
     todo: Sequence[Job],
     model_keys: dict[str, list[str]],

@@ -299,11 +299,12 @@ def _measure_in_model(
     copy. Adds their rows; returns their keys."""
     import copy
 
-    from latprof.lut.in_model import is_on, measure_model
+    from latprof.lut.in_model import measure_model
+    from latprof.measure.device import DTYPES, already_on
 
     settings, clock = _settings(table)
     model, args, kwargs = network
-    if not is_on(model, settings):
+    if not already_on(model, settings.device, DTYPES[settings.dtype]):
         try:
             model = copy.deepcopy(model)
         except Exception as exc:  # a model may hold what cannot be copied (locks, handles)

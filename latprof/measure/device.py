@@ -108,18 +108,25 @@ def random_input(*shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
     return torch.randn(*shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
 
 
+def already_on(model: nn.Module, device: str, dtype: torch.dtype) -> bool:
+    """Whether every parameter and buffer is on `device` (an index-less "cuda": the current
+    one, where latprof's clock records) and every floating-point one in `dtype`."""
+    target = torch.device(device)
+    index = target.index
+    if index is None and target.type == "cuda":
+        index = torch.cuda.current_device()
+    return all(
+        t.device.type == target.type
+        and t.device.index == index
+        and (not t.is_floating_point() or t.dtype == dtype)
+        for t in [*model.parameters(), *model.buffers()]
+    )
+
+
 def prepare_model(model: nn.Module, device: str, dtype: torch.dtype) -> nn.Module:
     """The model itself when already on device/dtype, else a converted deep copy."""
     model_devices(model)
-    tensors = [*model.parameters(), *model.buffers()]
-    target = torch.device(device)
-    same = all(
-        t.device.type == target.type
-        and (target.index is None or t.device.index == target.index)
-        and (not t.is_floating_point() or t.dtype == dtype)
-        for t in tensors
-    )
-    if same:
+    if already_on(model, device, dtype):
         return model
     try:
         work = copy.deepcopy(model)
