@@ -84,6 +84,19 @@ class Net(nn.Module):
         return self.last(x)
 
 
+class Breaks(Net):
+    """Net whose forward raises from its pass `after` + 1 on."""
+
+    def __init__(self, clock: FakeClock, after: int) -> None:
+        super().__init__(clock)
+        self.after = after
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.passes >= self.after:
+            raise ValueError("out of range")
+        return super().forward(x)
+
+
 def jobs_of(model: nn.Module, x: torch.Tensor, units: list[str]) -> dict[str, object]:
     calls = entry_calls(model, (x,), {}, units)
     return {c.job(1, "float32").key: c.job(1, "float32") for c in calls}
@@ -461,14 +474,7 @@ def test_keys_not_called_and_models_failing_mid_pass_fail_with_the_reason() -> N
     assert rows[stranger.key]["key"] == stranger.key and rows[stranger.key]["batch"] == 1
     assert {r["status"] for k, r in rows.items() if k != stranger.key} == {"ok"}
 
-    class Breaks(Net):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            self.passes += 1
-            if self.passes > 5:
-                raise ValueError("out of range")
-            return super().forward(x)
-
-    breaks = Breaks(clock)
+    breaks = Breaks(clock, after=5)
     rows = in_model.measure_model(breaks, (x,), {}, [], jobs_of(breaks, x, []), SETTINGS, clock)  # type: ignore[arg-type]
     assert {r["error"] for r in rows.values()} == {"in its model: ValueError: out of range"}
     # an entry no model of the table calls
@@ -579,14 +585,7 @@ def test_a_miss_that_fails_in_its_model_raises_and_the_table_scale_applies() -> 
     }  # fmt: skip
     clock = FakeClock()
 
-    class Breaks(Net):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            self.passes += 1
-            if self.passes > 4:
-                raise ValueError("out of range")
-            return super().forward(x)
-
-    model, x = Breaks(clock), torch.zeros(1, 2)
+    model, x = Breaks(clock, after=4), torch.zeros(1, 2)
     with pytest.raises(LookupMissError, match=r"failed to run in its model: in its model: ValueE"):
         predict_model(LatencyTable(dict(meta)), "breaks", model, (x,), {}, on_miss="measure")
     table = LatencyTable({**meta, "recalibration": {"factor": 1.25}})
